@@ -1,0 +1,97 @@
+//! Every flag and command of `vzstore`, in one place.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A content-addressed, deduplicating template store for OS containers.
+#[derive(Parser, Debug)]
+#[command(name = "vzstore", version, about)]
+pub struct Args {
+    /// Store directory.
+    #[arg(
+        long,
+        global = true,
+        env = "VZSTORE_ROOT",
+        default_value = "/var/lib/vzstore"
+    )]
+    pub store: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the store (idempotent; refuses a non-empty directory that is not a store).
+    Init,
+    /// Ingest a directory tree as a new version of a template.
+    Ingest {
+        /// Source directory (a root file system tree).
+        src: PathBuf,
+        /// Template name; ingesting an existing name makes the next version (NAME@2...).
+        #[arg(long)]
+        name: String,
+    },
+    /// List templates and versions; `templates rm` removes one.
+    Templates {
+        #[command(subcommand)]
+        cmd: Option<TemplatesCmd>,
+    },
+    /// Write a template version into an empty directory, bytes and metadata.
+    Export {
+        /// NAME or NAME@VERSION (latest version when omitted).
+        template: String,
+        /// Destination: a missing or empty directory.
+        dest: PathBuf,
+    },
+    /// Re-hash every object and check every reference; exit 1 if anything is wrong.
+    Verify,
+    /// Remove objects nothing references; safe while ingests run.
+    Gc,
+    /// Create a container from a template version (kilobytes, milliseconds).
+    Create {
+        /// Container name.
+        name: String,
+        /// NAME or NAME@VERSION of the base template (latest when omitted).
+        #[arg(long)]
+        template: String,
+    },
+    /// List containers: base template, mounted or not, private bytes.
+    List,
+    /// Remove a container and its private area.
+    Destroy {
+        name: String,
+        /// Unmount it first if it is mounted.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve a container's root read-write through FUSE.
+    Mount {
+        name: String,
+        /// Mount point (default: STORE/root/NAME); must be an empty directory.
+        mountpoint: Option<PathBuf>,
+        /// Stay in the foreground instead of returning once the mount is ready.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Unmount a container (also cleans up a stale mount of a crashed daemon).
+    Umount { name: String },
+    /// Logical, stored, shared and exclusive bytes per template and for the store.
+    Report {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TemplatesCmd {
+    /// Remove a template version (its objects become garbage unless shared).
+    Rm {
+        /// NAME@VERSION, or NAME when it has a single version (or with --all).
+        template: String,
+        /// Remove every version of NAME.
+        #[arg(long)]
+        all: bool,
+    },
+}

@@ -1,0 +1,166 @@
+//! Human output: the ingest progress bar, summary lines and tables.
+
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use vzstore::store::ingest::{IngestSummary, Progress};
+use vzstore::store::meta::TemplateRecord;
+use vzstore::store::report::Report;
+use vzstore::store::verify::VerifyReport;
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+pub struct IngestBar(ProgressBar);
+
+impl IngestBar {
+    pub fn new() -> IngestBar {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        IngestBar(bar)
+    }
+
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl Progress for IngestBar {
+    fn start(&self, total_bytes: u64, files: u64) {
+        self.0.set_length(total_bytes);
+        self.0.set_message(format!("{files} files"));
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+/// The one summary line printed after an ingest.
+pub fn ingest_summary(s: &IngestSummary) -> String {
+    let mbps = if s.seconds > 0.0 {
+        s.bytes as f64 / 1e6 / s.seconds
+    } else {
+        0.0
+    };
+    format!(
+        "ingested {}: {} files ({} entries), {}, {} new objects ({}), {} deduplicated, {} unchanged files not re-read, {:.2} s, {:.1} MB/s",
+        s.record.label(),
+        s.files,
+        s.entries,
+        HumanBytes(s.bytes),
+        s.new_objects,
+        HumanBytes(s.new_bytes),
+        HumanBytes(s.dedup_bytes),
+        s.cache_hits,
+        s.seconds,
+        mbps
+    )
+}
+
+pub fn templates(list: &[TemplateRecord]) {
+    println!(
+        "{:<32} {:>8} {:>12} {:>10}  SOURCE",
+        "TEMPLATE", "ENTRIES", "LOGICAL", "CREATED"
+    );
+    for t in list {
+        println!(
+            "{:<32} {:>8} {:>12} {:>10}  {}",
+            t.label(),
+            t.entries,
+            HumanBytes(t.logical_bytes).to_string(),
+            t.created,
+            t.source
+        );
+    }
+}
+
+pub fn report(r: &Report) {
+    println!(
+        "{:<32} {:>8} {:>12} {:>12} {:>12}",
+        "TEMPLATE", "FILES", "LOGICAL", "SHARED", "EXCLUSIVE"
+    );
+    for t in &r.templates {
+        println!(
+            "{:<32} {:>8} {:>12} {:>12} {:>12}",
+            format!("{}@{}", t.name, t.version),
+            t.files,
+            HumanBytes(t.logical_bytes).to_string(),
+            HumanBytes(t.shared_bytes).to_string(),
+            HumanBytes(t.exclusive_bytes).to_string()
+        );
+    }
+    let s = &r.store;
+    println!(
+        "store: logical {}, stored {} in {} objects, metadata {}, dedup ratio {:.2}, saved {}",
+        HumanBytes(s.logical_bytes),
+        HumanBytes(s.stored_bytes),
+        s.objects,
+        HumanBytes(s.metadata_bytes),
+        s.dedup_ratio,
+        HumanBytes(s.saved_bytes)
+    );
+}
+
+pub fn verify(r: &VerifyReport) {
+    for (h, users) in &r.corrupt {
+        println!("CORRUPT object {h} (used by: {})", join(users));
+    }
+    for (h, users) in &r.missing {
+        println!("MISSING object {h} (used by: {})", join(users));
+    }
+    for (p, e) in &r.unreadable {
+        println!("UNREADABLE {}: {e}", p.display());
+    }
+    for b in &r.bad_records {
+        println!("BAD RECORD {b}");
+    }
+    for p in &r.strays {
+        println!("note: stray file {}", p.display());
+    }
+    println!(
+        "verify: {} objects ({}) re-hashed, {} templates checked: {} corrupt, {} missing, {} unreadable, {} bad records; {} unreferenced objects, {} crashed sessions (gc removes both) -> {}",
+        r.objects_checked,
+        HumanBytes(r.bytes_checked),
+        r.templates_checked,
+        r.corrupt.len(),
+        r.missing.len(),
+        r.unreadable.len(),
+        r.bad_records.len(),
+        r.unreferenced,
+        r.dead_sessions,
+        if r.is_clean() { "clean" } else { "NOT CLEAN" }
+    );
+}
+
+fn join(s: &std::collections::BTreeSet<String>) -> String {
+    if s.is_empty() {
+        "nothing".into()
+    } else {
+        s.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+pub fn containers(
+    st: &vzstore::store::Store,
+    list: &[vzstore::store::meta::ContainerRecord],
+) -> anyhow::Result<()> {
+    println!(
+        "{:<24} {:<32} {:<8} {:>12}  MOUNTPOINT",
+        "CONTAINER", "TEMPLATE", "MOUNTED", "PRIVATE"
+    );
+    for c in list {
+        let mnt = vzstore::fs::daemon::current_mountpoint(st, &c.name)?;
+        let private =
+            vzstore::store::objects::du(&vzstore::store::container::private_dir(st, &c.name))?;
+        println!(
+            "{:<24} {:<32} {:<8} {:>12}  {}",
+            c.name,
+            c.base_label(),
+            if mnt.is_some() { "yes" } else { "no" },
+            HumanBytes(private).to_string(),
+            mnt.map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    Ok(())
+}

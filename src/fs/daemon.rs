@@ -1,0 +1,255 @@
+//! Mount daemons: `vzstore mount` starts one process per mounted container. It
+//! holds the container's mount lock for its life (so a second mount is refused),
+//! loads the tree, mounts, reports readiness, serves until unmounted, and saves the
+//! container state on the way out.
+//!
+//! Without `--foreground` the command re-executes itself in the foreground mode
+//! as a detached child and returns once the child reports "ready" on a pipe (or
+//! prints the child's error if it fails first). The child logs to
+//! `private/<CT>/mount.log`.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fuser::{Config, MountOption, SessionACL};
+
+use crate::fs::VzFs;
+use crate::store::Store;
+use crate::store::container::{self, tree::Tree};
+use crate::store::error::{Error, IoContext, Result};
+use crate::store::meta::MetaDb;
+
+/// Where a container is mounted, as recorded by its daemon.
+fn mountpoint_file(store: &Store, ct: &str) -> PathBuf {
+    container::private_dir(store, ct).join("mountpoint")
+}
+
+/// The default mount point, `<store>/root/<CT>`.
+pub fn default_mountpoint(store: &Store, ct: &str) -> PathBuf {
+    store.mount_dir().join(ct)
+}
+
+/// Where the container is mounted now, if a daemon serves it.
+pub fn current_mountpoint(store: &Store, ct: &str) -> Result<Option<PathBuf>> {
+    if !container::is_mounted(store, ct)? {
+        return Ok(None);
+    }
+    let p = mountpoint_file(store, ct);
+    Ok(fs::read(&p)
+        .ok()
+        .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned())))
+}
+
+/// Is `p` a dead FUSE mount ("transport endpoint is not connected")?
+fn is_stale_mount(p: &Path) -> bool {
+    matches!(fs::metadata(p), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+}
+
+/// Lazily detach whatever is mounted at `p`.
+fn detach(p: &Path) -> Result<()> {
+    let out = Command::new("umount").arg("-l").arg(p).output().at(p)?;
+    if !out.status.success() {
+        return Err(Error::BadDestination {
+            path: p.to_path_buf(),
+            reason: "could not unmount a stale mount here",
+        });
+    }
+    Ok(())
+}
+
+/// Checks common to both mount modes; returns the mount point to use.
+fn prepare(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<PathBuf> {
+    let db = MetaDb::open(store)?;
+    let rec = db
+        .container(ct)?
+        .ok_or_else(|| Error::InUse(format!("container {ct} does not exist")))?;
+    if db
+        .versions(&rec.template)?
+        .iter()
+        .all(|t| t.version != rec.version)
+    {
+        return Err(Error::TemplateNotFound(format!(
+            "{} (the base of container {ct}; it was removed)",
+            rec.base_label()
+        )));
+    }
+    drop(db);
+    if container::is_mounted(store, ct)? {
+        return Err(Error::InUse(format!("container {ct} is already mounted")));
+    }
+    let mnt = match mountpoint {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = default_mountpoint(store, ct);
+            if !p.exists() && !is_stale_mount(&p) {
+                fs::create_dir_all(&p).at(&p)?;
+            }
+            p
+        }
+    };
+    if is_stale_mount(&mnt) {
+        log::warn!(
+            "{}: cleaning up a stale mount left by a crashed daemon",
+            mnt.display()
+        );
+        detach(&mnt)?;
+    }
+    let meta = fs::metadata(&mnt).at(&mnt)?;
+    if !meta.is_dir() {
+        return Err(Error::BadDestination {
+            path: mnt,
+            reason: "is not a directory",
+        });
+    }
+    if fs::read_dir(&mnt).at(&mnt)?.next().is_some() {
+        return Err(Error::BadDestination {
+            path: mnt,
+            reason: "is not empty",
+        });
+    }
+    Ok(mnt)
+}
+
+/// Mount in the background: start a detached foreground daemon and wait until it
+/// is ready. Returns the mount point.
+pub fn mount_background(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<PathBuf> {
+    let mnt = prepare(store, ct, mountpoint)?;
+    let exe = std::env::current_exe().at("/proc/self/exe")?;
+    let log_path = container::private_dir(store, ct).join("mount.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .at(&log_path)?;
+    let mut child = Command::new(exe)
+        .arg("--store")
+        .arg(store.root())
+        .arg("mount")
+        .arg("--foreground")
+        .arg(ct)
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .at("vzstore mount daemon")?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::InUse("no pipe to the mount daemon".into()))?;
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .at("mount daemon pipe")?;
+    if line.trim() == "ready" {
+        return Ok(mnt);
+    }
+    let _ = child.wait();
+    let msg = line
+        .trim()
+        .strip_prefix("error: ")
+        .unwrap_or(line.trim())
+        .to_string();
+    Err(Error::InUse(if msg.is_empty() {
+        format!("mount daemon for {ct} failed; see {}", log_path.display())
+    } else {
+        msg
+    }))
+}
+
+/// Serve the container in this process until it is unmounted. Writes "ready" (or
+/// "error: ...") as one line on stdout once the mount is up (or has failed).
+pub fn serve(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<()> {
+    let r = serve_inner(store, ct, mountpoint);
+    if let Err(e) = &r {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "error: {e}");
+        let _ = out.flush();
+    }
+    r
+}
+
+fn serve_inner(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<()> {
+    let mnt = prepare(store, ct, mountpoint)?;
+    let _lock = container::try_lock_mount(store, ct)?
+        .ok_or_else(|| Error::InUse(format!("container {ct} is already mounted")))?;
+    let (rec, manifest) = {
+        let db = MetaDb::open(store)?;
+        let rec = db
+            .container(ct)?
+            .ok_or_else(|| Error::InUse(format!("container {ct} does not exist")))?;
+        let m = db.manifest(&rec.template, rec.version)?;
+        (rec, m)
+    };
+    let tree = Tree::load(store, &manifest, container::private_dir(store, ct))?;
+    drop(manifest);
+    let tree = Arc::new(Mutex::new(tree));
+    let mpf = mountpoint_file(store, ct);
+    fs::write(&mpf, mnt.as_os_str().as_encoded_bytes()).at(&mpf)?;
+
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(format!("vzstore:{ct}")),
+        MountOption::Subtype("vzstore".into()),
+        MountOption::DefaultPermissions,
+        MountOption::Dev,
+        MountOption::Suid,
+        MountOption::RW,
+        MountOption::Exec,
+    ];
+    config.acl = SessionACL::All;
+    config.n_threads = Some(4);
+    let session = fuser::Session::new(VzFs::new(tree.clone()), &mnt, &config).at(&mnt)?;
+    log::info!(
+        "container {ct} ({}) mounted at {}",
+        rec.base_label(),
+        mnt.display()
+    );
+    {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    }
+    let r = session.run();
+    let _ = fs::remove_file(&mpf);
+    tree.lock().unwrap_or_else(|p| p.into_inner()).compact()?;
+    r.at(&mnt)?;
+    Ok(())
+}
+
+/// Unmount a container and wait for its daemon to save its state and exit. A stale
+/// mount (daemon gone) is cleaned up.
+pub fn umount(store: &Store, ct: &str) -> Result<PathBuf> {
+    let default = default_mountpoint(store, ct);
+    let Some(mnt) = current_mountpoint(store, ct)? else {
+        if is_stale_mount(&default) {
+            detach(&default)?;
+            return Ok(default);
+        }
+        return Err(Error::InUse(format!("container {ct} is not mounted")));
+    };
+    let out = Command::new("umount").arg(&mnt).output().at(&mnt)?;
+    if !out.status.success() {
+        return Err(Error::InUse(format!(
+            "umount {}: {}",
+            mnt.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let start = Instant::now();
+    while container::is_mounted(store, ct)? {
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(Error::InUse(format!(
+                "the mount daemon of {ct} did not exit within 60 s"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(mnt)
+}

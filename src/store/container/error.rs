@@ -1,0 +1,50 @@
+//! Errors of container file-system operations. Each variant is one POSIX error the
+//! FUSE adapter reports as is (its single `to_errno` lives in `src/fs/errno.rs`).
+
+use std::io;
+
+/// A failed file-system operation on a container tree.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid argument")]
+    Invalid,
+    #[error("operation not permitted")]
+    NotPermitted,
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("result does not fit the buffer")]
+    Range,
+    #[error("file name too long")]
+    NameTooLong,
+    #[error("too many links")]
+    TooManyLinks,
+    #[error("operation not supported")]
+    NotSupported,
+    #[error("stale file handle")]
+    Stale,
+    /// A system call on the container's backing files failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The store underneath failed (missing object, database...).
+    #[error("{0}")]
+    Store(#[from] crate::store::Error),
+}
+
+impl From<rustix::io::Errno> for FsError {
+    fn from(e: rustix::io::Errno) -> FsError {
+        FsError::Io(e.into())
+    }
+}
+
+/// Result of a container file-system operation.
+pub type FsResult<T> = std::result::Result<T, FsError>;

@@ -1,0 +1,103 @@
+//! Containers: a record naming a base template version, and a private area
+//! `private/<CT>/` holding the container's own changes (see [`tree`] and
+//! [`journal`]). Creating one writes a database record and an empty directory.
+//!
+//! A mounted container is marked by its mount daemon holding an flock on
+//! `private/<CT>/mount.lock` for its whole life; `mountpoint` there names where.
+
+pub mod error;
+pub mod journal;
+pub mod tree;
+
+use std::fs::{self, File, OpenOptions};
+use std::path::PathBuf;
+
+use crate::store::Store;
+use crate::store::error::{Error, IoContext, Result};
+use crate::store::fsutil;
+use crate::store::meta::{ContainerRecord, MetaDb};
+use crate::store::name::{self, TemplateRef};
+
+/// Directory of a container's private area.
+pub fn private_dir(store: &Store, name: &str) -> PathBuf {
+    store.private_dir().join(name)
+}
+
+/// Create container `name` from template `tref`.
+pub fn create(store: &Store, name: &str, tref: &TemplateRef) -> Result<ContainerRecord> {
+    name::validate(name)?;
+    let db = MetaDb::open(store)?;
+    if db.container(name)?.is_some() {
+        return Err(Error::InUse(format!("container {name} already exists")));
+    }
+    let t = db.resolve(tref)?;
+    let dir = private_dir(store, name);
+    if dir.exists() {
+        // Leftover of a create or destroy that died midway; nothing refers to it.
+        fs::remove_dir_all(&dir).at(&dir)?;
+    }
+    fs::create_dir(&dir).at(&dir)?;
+    let rec = ContainerRecord {
+        name: name.to_string(),
+        template: t.name,
+        version: t.version,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    };
+    db.put_container(&rec)?;
+    Ok(rec)
+}
+
+/// The lock a mount daemon holds; `None` if another process holds it (mounted).
+pub fn try_lock_mount(store: &Store, name: &str) -> Result<Option<File>> {
+    let p = private_dir(store, name).join("mount.lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .at(&p)?;
+    Ok(fsutil::lock_exclusive(&f, false).at(&p)?.then_some(f))
+}
+
+/// Whether a daemon currently serves the container.
+pub fn is_mounted(store: &Store, name: &str) -> Result<bool> {
+    if !private_dir(store, name).exists() {
+        return Ok(false);
+    }
+    Ok(try_lock_mount(store, name)?.is_none())
+}
+
+/// Remove a container: its record, then its private area. Refuses a mounted one
+/// (the caller unmounts first when forced).
+pub fn destroy(store: &Store, name: &str) -> Result<()> {
+    name::validate(name)?;
+    let db = MetaDb::open(store)?;
+    if db.container(name)?.is_none() {
+        return Err(Error::InUse(format!("container {name} does not exist")));
+    }
+    let _lock = match try_lock_mount(store, name)? {
+        Some(l) => l,
+        None => {
+            return Err(Error::InUse(format!(
+                "container {name} is mounted; unmount it first or use --force"
+            )));
+        }
+    };
+    db.remove_container(name)?;
+    drop(db);
+    let dir = private_dir(store, name);
+    fs::remove_dir_all(&dir).at(&dir)?;
+    Ok(())
+}
+
+/// Containers based on a template version.
+pub fn users_of(store: &Store, template: &str, version: u32) -> Result<Vec<String>> {
+    Ok(MetaDb::open(store)?
+        .containers()?
+        .into_iter()
+        .filter(|c| c.template == template && c.version == version)
+        .map(|c| c.name)
+        .collect())
+}

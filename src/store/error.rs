@@ -1,0 +1,106 @@
+//! Typed errors of the store core.
+//!
+//! Rules: every error that comes from the file system names the path it concerns
+//! (use [`IoContext::at`]); errors that come from user input name the input and the
+//! reason; nothing here is `anyhow`, so callers (the CLI, the FUSE adapter) can match.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::store::hash::Hash;
+
+/// Result alias for the store core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the store core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call on `path` failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The directory holds no store (`vzstore init` not run).
+    #[error("{} is not a vzstore store (run `vzstore init` first)", .0.display())]
+    NotAStore(PathBuf),
+    /// `init` was asked to take over a directory that holds something else.
+    #[error("{} is not empty and is not a vzstore store; refusing to use it", .0.display())]
+    NotEmptyNotStore(PathBuf),
+    /// The store was written by an incompatible version.
+    #[error("{}: store format {found} is not supported (this vzstore reads format {expected})", path.display())]
+    Format {
+        path: PathBuf,
+        found: String,
+        expected: u32,
+    },
+    /// A template or container name that is not allowed.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    /// No template with that name (and version).
+    #[error("template {0} not found")]
+    TemplateNotFound(String),
+    /// A source that cannot be ingested as it is.
+    #[error("{}: {reason}", path.display())]
+    BadSource { path: PathBuf, reason: String },
+    /// A source file changed while it was read; nothing of it was recorded.
+    #[error("{}: file changed while it was being ingested ({what}); ingest aborted, retry when the source is quiet", path.display())]
+    Changed { path: PathBuf, what: &'static str },
+    /// An export or mount destination that is not usable.
+    #[error("{}: {reason}", path.display())]
+    BadDestination { path: PathBuf, reason: &'static str },
+    /// An object named by a manifest is not in the store.
+    #[error("object {0} is missing from the store")]
+    MissingObject(Hash),
+    /// An object's bytes do not hash to its name.
+    #[error("object {0} is corrupt (its content does not hash to its name)")]
+    CorruptObject(Hash),
+    /// The metadata database failed.
+    #[error("metadata database {}: {source}", path.display())]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A metadata record could not be decoded.
+    #[error("corrupt metadata record {key}: {reason}")]
+    CorruptRecord { key: String, reason: String },
+    /// An operation refused because something still uses the target.
+    #[error("{0}")]
+    InUse(String),
+}
+
+/// Attach a path to an I/O error.
+pub trait IoContext<T> {
+    /// Map the error to [`Error::Io`] naming `path`.
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, rustix::io::Errno> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source: e.into(),
+        })
+    }
+}
+
+impl Error {
+    /// The underlying OS error number, if this error came from a system call.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}

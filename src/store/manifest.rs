@@ -1,0 +1,204 @@
+//! Manifests: the full description of a file tree, every path with its metadata
+//! and, for regular files, the hash of its content.
+//!
+//! On-disk encoding (stored as one value in the metadata database):
+//! `b"VZM1"` followed by a zstd frame of the postcard encoding of [`Manifest`].
+//! The magic changes whenever the layout does; decoders reject anything else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::hash::Hash;
+
+const MAGIC: &[u8; 4] = b"VZM1";
+
+/// The type of a tree entry. Ingest skips sockets; a container may create them.
+/// New variants go at the end (postcard encodes the variant index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+    CharDev,
+    BlockDev,
+    Fifo,
+    Socket,
+}
+
+/// One path in a tree with all the metadata that is restored on export and served
+/// by a mount. Access and change times are not kept (they cannot be restored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Path relative to the tree root, as raw bytes (not necessarily UTF-8);
+    /// empty for the root directory itself. Components are separated by `/`.
+    pub path: Vec<u8>,
+    pub kind: Kind,
+    /// Permission bits including setuid, setgid and sticky (`mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+    /// Logical size in bytes (files), target length (symlinks), else 0.
+    pub size: u64,
+    /// Content hash; `Some` exactly for regular files.
+    pub hash: Option<Hash>,
+    /// Symlink target bytes; empty for other kinds.
+    pub target: Vec<u8>,
+    /// Device number for character and block devices, else 0.
+    pub rdev: u64,
+    /// Extended attributes (name, value), sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Hardlink group: entries with the same non-zero group are one inode.
+    /// The first entry of a group (in path order) is its leader.
+    pub link_group: u32,
+}
+
+impl Entry {
+    /// Bytes of file content this entry describes (0 for non-files).
+    pub fn file_bytes(&self) -> u64 {
+        if self.kind == Kind::File {
+            self.size
+        } else {
+            0
+        }
+    }
+}
+
+/// A tree: entries sorted by path bytes, so every directory precedes its contents.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub entries: Vec<Entry>,
+}
+
+/// Why a manifest could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a vzstore manifest (bad magic)")]
+    Magic,
+    #[error("damaged compression: {0}")]
+    Zstd(std::io::Error),
+    #[error("damaged encoding: {0}")]
+    Postcard(#[from] postcard::Error),
+    #[error("entries are not sorted or not unique at {0:?}")]
+    Order(String),
+    #[error("a regular file has no hash, or another kind has one, at {0:?}")]
+    Hash(String),
+}
+
+impl Manifest {
+    /// Sort entries into canonical order (by path bytes).
+    pub fn sort(&mut self) {
+        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+
+    /// Encode to the on-disk form.
+    pub fn encode(&self) -> Vec<u8> {
+        let raw = postcard::to_stdvec(self).expect("encoding to a Vec cannot fail");
+        let mut out = MAGIC.to_vec();
+        // Level 3: manifests are small next to the data; this keeps ingest fast.
+        let z = zstd::bulk::compress(&raw, 3).expect("zstd compression of a buffer cannot fail");
+        out.extend_from_slice(&z);
+        out
+    }
+
+    /// Decode and check the on-disk form. Never panics on any input.
+    pub fn decode(data: &[u8]) -> Result<Manifest, DecodeError> {
+        let body = data.strip_prefix(MAGIC).ok_or(DecodeError::Magic)?;
+        let raw = zstd::stream::decode_all(body).map_err(DecodeError::Zstd)?;
+        let m: Manifest = postcard::from_bytes(&raw)?;
+        for w in m.entries.windows(2) {
+            if w[0].path >= w[1].path {
+                return Err(DecodeError::Order(
+                    String::from_utf8_lossy(&w[1].path).into_owned(),
+                ));
+            }
+        }
+        for e in &m.entries {
+            if (e.kind == Kind::File) != e.hash.is_some() {
+                return Err(DecodeError::Hash(
+                    String::from_utf8_lossy(&e.path).into_owned(),
+                ));
+            }
+        }
+        Ok(m)
+    }
+
+    /// Sum of logical file bytes, counting each hardlink group once.
+    pub fn logical_bytes(&self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        self.entries
+            .iter()
+            .filter(|e| e.link_group == 0 || seen.insert(e.link_group))
+            .map(Entry::file_bytes)
+            .sum()
+    }
+
+    /// Every distinct content hash the manifest names, with its size.
+    pub fn objects(&self) -> impl Iterator<Item = (Hash, u64)> + '_ {
+        self.entries
+            .iter()
+            .filter_map(|e| e.hash.map(|h| (h, e.size)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let mut m = Manifest::default();
+        for (p, kind) in [("", Kind::Dir), ("a", Kind::File), ("a/b", Kind::Symlink)] {
+            m.entries.push(Entry {
+                path: p.as_bytes().to_vec(),
+                kind,
+                mode: 0o4755,
+                uid: 1,
+                gid: 2,
+                mtime_sec: -5,
+                mtime_nsec: 999_999_999,
+                size: 3,
+                hash: (kind == Kind::File).then(|| Hash::of(b"abc")),
+                target: if kind == Kind::Symlink {
+                    b"\xff/x".to_vec()
+                } else {
+                    vec![]
+                },
+                rdev: 0,
+                xattrs: vec![(b"user.k".to_vec(), vec![0, 1, 2])],
+                link_group: 0,
+            });
+        }
+        m
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    }
+
+    /// Golden test of the on-disk format: if this fails, the format changed and
+    /// the magic (and a migration) must change with it.
+    #[test]
+    fn golden_postcard_layout() {
+        let raw = postcard::to_stdvec(&sample()).unwrap();
+        let digest = Hash::of(&raw).to_hex();
+        assert_eq!(
+            digest,
+            include_str!("../../tests/golden/manifest-v1.blake3").trim(),
+            "manifest encoding changed"
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(matches!(Manifest::decode(b"nope"), Err(DecodeError::Magic)));
+        assert!(Manifest::decode(b"VZM1\x28\xb5\x2f\xfd garbage").is_err());
+        let mut m = sample();
+        m.entries.swap(0, 1);
+        assert!(matches!(
+            Manifest::decode(&m.encode()),
+            Err(DecodeError::Order(_))
+        ));
+    }
+}

@@ -1,0 +1,308 @@
+//! The metadata database (RocksDB under `<store>/meta`): template records, their
+//! manifests, and the ingest stat cache.
+//!
+//! Concurrency: RocksDB admits one read-write process. Every vzstore process opens
+//! the database only for the short moments it needs it, under an exclusive flock on
+//! `locks/meta.lock` (waiting for it), and closes it again; long work (hashing,
+//! copying, serving a mount) happens with the database closed. So ingests, creates,
+//! reports and gc can run side by side; they take turns for milliseconds.
+//!
+//! Keys (all values postcard unless noted):
+//! - `t/<name>\0<version u32 BE>` -> [`TemplateRecord`]
+//! - `m/<name>\0<version u32 BE>` -> encoded [`Manifest`](crate::store::manifest)
+//! - `s/<dev u64 BE><ino u64 BE>` -> [`StatEntry`]
+//! - `c/<name>` -> [`ContainerRecord`]
+//!
+//! Every change is one write batch with a synced WAL: a crash leaves all or nothing.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::PathBuf;
+
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::store::Store;
+use crate::store::error::{Error, IoContext, Result};
+use crate::store::fsutil;
+use crate::store::hash::Hash;
+use crate::store::manifest::Manifest;
+use crate::store::name::TemplateRef;
+
+/// A template version as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRecord {
+    pub name: String,
+    pub version: u32,
+    /// Seconds since the epoch when it was committed.
+    pub created: i64,
+    /// Entries in the manifest (all kinds).
+    pub entries: u64,
+    /// Logical file bytes (hardlinks counted once).
+    pub logical_bytes: u64,
+    /// Where it was ingested from, for the operator's information.
+    pub source: String,
+}
+
+impl TemplateRecord {
+    /// `name@version`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// A container: a name and the template version its root starts from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub name: String,
+    pub template: String,
+    pub version: u32,
+    /// Seconds since the epoch when it was created.
+    pub created: i64,
+}
+
+impl ContainerRecord {
+    /// `template@version` of its base.
+    pub fn base_label(&self) -> String {
+        format!("{}@{}", self.template, self.version)
+    }
+}
+
+/// What the ingest stat cache remembers of a source file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatEntry {
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+    pub hash: Hash,
+}
+
+/// The open metadata database, held under the store's meta lock.
+pub struct MetaDb {
+    db: DB,
+    path: PathBuf,
+    _lock: File,
+}
+
+fn tkey(prefix: u8, name: &str, version: u32) -> Vec<u8> {
+    let mut k = vec![prefix, b'/'];
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+impl MetaDb {
+    /// Open the database, waiting for any other process that holds it.
+    pub fn open(store: &Store) -> Result<MetaDb> {
+        let lock_path = store.lock_path("meta");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        fsutil::lock_exclusive(&lock, true).at(&lock_path)?;
+        let path = store.meta_dir();
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_keep_log_file_num(2);
+        opts.set_max_log_file_size(1 << 20);
+        opts.set_max_open_files(256);
+        opts.set_recycle_log_file_num(2);
+        opts.set_max_total_wal_size(64 << 20);
+        opts.increase_parallelism(2);
+        let db = DB::open(&opts, &path).map_err(|source| Error::Db {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(MetaDb {
+            db,
+            path,
+            _lock: lock,
+        })
+    }
+
+    fn db_err(&self, source: rocksdb::Error) -> Error {
+        Error::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(key: &[u8], e: impl std::fmt::Display) -> Error {
+        Error::CorruptRecord {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))
+    }
+
+    /// Records whose keys start with `prefix`, decoded.
+    fn scan<T: for<'de> Deserialize<'de>>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let rec = postcard::from_bytes(&v).map_err(|e| Self::corrupt(&k, e))?;
+            out.push((k.to_vec(), rec));
+        }
+        Ok(out)
+    }
+
+    /// Every template version, sorted by name then version.
+    pub fn templates(&self) -> Result<Vec<TemplateRecord>> {
+        Ok(self.scan(b"t/")?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The versions of one template name, oldest first.
+    pub fn versions(&self, name: &str) -> Result<Vec<TemplateRecord>> {
+        let mut prefix = b"t/".to_vec();
+        prefix.extend_from_slice(name.as_bytes());
+        prefix.push(0);
+        Ok(self.scan(&prefix)?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Resolve a reference (latest version when none is given).
+    pub fn resolve(&self, r: &TemplateRef) -> Result<TemplateRecord> {
+        let versions = self.versions(&r.name)?;
+        let found = match r.version {
+            Some(v) => versions.into_iter().find(|t| t.version == v),
+            None => versions.into_iter().last(),
+        };
+        found.ok_or_else(|| Error::TemplateNotFound(r.to_string()))
+    }
+
+    /// The manifest of a template version.
+    pub fn manifest(&self, name: &str, version: u32) -> Result<Manifest> {
+        let key = tkey(b'm', name, version);
+        let raw = self
+            .db
+            .get(&key)
+            .map_err(|e| self.db_err(e))?
+            .ok_or_else(|| Error::TemplateNotFound(format!("{name}@{version}")))?;
+        Manifest::decode(&raw).map_err(|e| Self::corrupt(&key, e))
+    }
+
+    /// Commit a new version of template `name` with its manifest, and refresh the
+    /// stat cache, in one synced batch. The caller guarantees that every object the
+    /// manifest names is already durable in the store.
+    pub fn commit_template(
+        &self,
+        name: &str,
+        source: &str,
+        manifest: &Manifest,
+        stat_updates: &[((u64, u64), StatEntry)],
+    ) -> Result<TemplateRecord> {
+        let version = self.versions(name)?.last().map_or(1, |t| t.version + 1);
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let rec = TemplateRecord {
+            name: name.to_string(),
+            version,
+            created,
+            entries: manifest.entries.len() as u64,
+            logical_bytes: manifest.logical_bytes(),
+            source: source.to_string(),
+        };
+        let mut batch = WriteBatch::default();
+        batch.put(tkey(b'm', name, version), manifest.encode());
+        batch.put(tkey(b't', name, version), encode(&rec));
+        for ((dev, ino), st) in stat_updates {
+            batch.put(stat_key(*dev, *ino), encode(st));
+        }
+        self.write(batch)?;
+        Ok(rec)
+    }
+
+    /// Remove one template version (record and manifest) in one batch.
+    pub fn remove_template(&self, name: &str, version: u32) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete(tkey(b't', name, version));
+        batch.delete(tkey(b'm', name, version));
+        self.write(batch)
+    }
+
+    /// Every container, sorted by name.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
+        Ok(self.scan(b"c/")?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// One container, `None` if there is none of that name.
+    pub fn container(&self, name: &str) -> Result<Option<ContainerRecord>> {
+        let key = [b"c/", name.as_bytes()].concat();
+        match self.db.get(&key).map_err(|e| self.db_err(e))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                postcard::from_bytes(&v).map_err(|e| Self::corrupt(&key, e))?,
+            )),
+        }
+    }
+
+    /// Record a container (one synced write).
+    pub fn put_container(&self, rec: &ContainerRecord) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put([b"c/", rec.name.as_bytes()].concat(), encode(rec));
+        self.write(batch)
+    }
+
+    /// Remove a container record.
+    pub fn remove_container(&self, name: &str) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete([b"c/", name.as_bytes()].concat());
+        self.write(batch)
+    }
+
+    /// The whole stat cache: `(dev, ino)` -> entry.
+    pub fn stat_cache(&self) -> Result<HashMap<(u64, u64), StatEntry>> {
+        let mut out = HashMap::new();
+        for (k, v) in self.scan::<StatEntry>(b"s/")? {
+            if k.len() == 18 {
+                let dev = u64::from_be_bytes(k[2..10].try_into().unwrap_or_default());
+                let ino = u64::from_be_bytes(k[10..18].try_into().unwrap_or_default());
+                out.insert((dev, ino), v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every object hash that a committed template references. Containers only
+    /// reference objects of their base template, which cannot be removed while a
+    /// container uses it, so templates are the complete set of roots.
+    pub fn referenced_objects(&self) -> Result<std::collections::HashSet<Hash>> {
+        let mut out = std::collections::HashSet::new();
+        for t in self.templates()? {
+            let m = self.manifest(&t.name, t.version)?;
+            out.extend(m.objects().map(|(h, _)| h));
+        }
+        Ok(out)
+    }
+}
+
+fn stat_key(dev: u64, ino: u64) -> Vec<u8> {
+    let mut k = b"s/".to_vec();
+    k.extend_from_slice(&dev.to_be_bytes());
+    k.extend_from_slice(&ino.to_be_bytes());
+    k
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("encoding to a Vec cannot fail")
+}
+
+/// Label for a manifest key, used in messages: `name@version`.
+pub fn label(name: &str, version: u32) -> String {
+    format!("{name}@{version}")
+}

@@ -1,0 +1,122 @@
+//! Accounting: what is stored, what is shared, and what deleting a template would
+//! free.
+//!
+//! Definitions (also in README):
+//! - logical bytes: file content a plain copy of the tree would hold (each
+//!   hardlink group once);
+//! - shared bytes of a template: logical size of its distinct objects that some
+//!   other template also uses;
+//! - exclusive bytes: allocated bytes on disk of the objects only it uses, which is
+//!   what removing it (and running gc) frees;
+//! - stored bytes: allocated bytes of everything under `objects/`, equal to
+//!   `du -s -B1 <store>/objects`;
+//! - metadata bytes: allocated bytes under `meta/`, equal to `du -s -B1 <store>/meta`.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::store::Store;
+use crate::store::error::Result;
+use crate::store::hash::Hash;
+use crate::store::meta::MetaDb;
+use crate::store::objects;
+
+/// Store-wide totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreUsage {
+    pub logical_bytes: u64,
+    pub stored_bytes: u64,
+    pub metadata_bytes: u64,
+    pub objects: u64,
+    /// logical / stored object bytes (1.0 for an empty store).
+    pub dedup_ratio: f64,
+    /// logical - stored, never below zero.
+    pub saved_bytes: u64,
+}
+
+/// One template version's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateUsage {
+    pub name: String,
+    pub version: u32,
+    pub entries: u64,
+    pub files: u64,
+    pub objects: u64,
+    pub logical_bytes: u64,
+    pub shared_bytes: u64,
+    pub exclusive_bytes: u64,
+}
+
+/// The full report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub store: StoreUsage,
+    pub templates: Vec<TemplateUsage>,
+}
+
+/// Compute the report.
+pub fn report(store: &Store) -> Result<Report> {
+    let mut per_template = Vec::new();
+    {
+        let db = MetaDb::open(store)?;
+        for t in db.templates()? {
+            let m = db.manifest(&t.name, t.version)?;
+            let files = m.entries.iter().filter(|e| e.hash.is_some()).count() as u64;
+            let objs: HashMap<Hash, u64> = m.objects().collect();
+            per_template.push((t, files, m.logical_bytes(), objs));
+        }
+    }
+    let listing = objects::list(store)?;
+    let allocated: HashMap<Hash, u64> = listing
+        .objects
+        .iter()
+        .map(|o| (o.hash, o.allocated))
+        .collect();
+    let mut users: HashMap<Hash, u32> = HashMap::new();
+    for (_, _, _, objs) in &per_template {
+        for h in objs.keys() {
+            *users.entry(*h).or_default() += 1;
+        }
+    }
+    let mut templates = Vec::new();
+    let mut logical_total = 0;
+    for (t, files, logical, objs) in &per_template {
+        let (mut shared, mut exclusive) = (0, 0);
+        for (h, size) in objs {
+            if users[h] > 1 {
+                shared += size;
+            } else {
+                exclusive += allocated.get(h).copied().unwrap_or(0);
+            }
+        }
+        logical_total += logical;
+        templates.push(TemplateUsage {
+            name: t.name.clone(),
+            version: t.version,
+            entries: t.entries,
+            files: *files,
+            objects: objs.len() as u64,
+            logical_bytes: *logical,
+            shared_bytes: shared,
+            exclusive_bytes: exclusive,
+        });
+    }
+    let stored = listing.stored_bytes();
+    let object_bytes: u64 = listing.objects.iter().map(|o| o.allocated).sum();
+    Ok(Report {
+        store: StoreUsage {
+            logical_bytes: logical_total,
+            stored_bytes: stored,
+            metadata_bytes: objects::du(&store.meta_dir())?,
+            objects: listing.objects.len() as u64,
+            dedup_ratio: if object_bytes == 0 {
+                1.0
+            } else {
+                logical_total as f64 / object_bytes as f64
+            },
+            saved_bytes: logical_total.saturating_sub(stored),
+        },
+        templates,
+    })
+}
