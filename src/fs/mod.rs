@@ -24,15 +24,20 @@ use fuser::{
 };
 
 use crate::store::container::error::{FsError, FsResult};
-use crate::store::container::tree::{Attr, Caller, DirEntry, RenameMode, SetAttr, Tree, XattrMode};
+use crate::store::container::tree::{
+    Attr, Caller, DirEntry, NewNode, RenameMode, SetAttr, Tree, XattrMode,
+};
 use crate::store::manifest::Kind;
 
 /// How long the kernel may cache entries and attributes. This daemon is the only
 /// writer of the tree and answers every change with fresh attributes.
 const TTL: Duration = Duration::from_secs(1);
 
+/// An open handle: files need no state (reads and writes go through the inode,
+/// so a copy-up by another handle is seen at once); directories keep the listing
+/// taken at opendir so readdir offsets stay stable.
 enum Handle {
-    File { ino: u64 },
+    File,
     Dir { entries: Vec<DirEntry> },
 }
 
@@ -101,7 +106,7 @@ impl VzFs {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let trunc = flags.0 & libc::O_TRUNC != 0;
         self.tree().open(ino, write, trunc)?;
-        Ok(self.new_handle(Handle::File { ino }))
+        Ok(self.new_handle(Handle::File))
     }
 
     fn do_read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -137,15 +142,12 @@ impl VzFs {
         let a = t.make_node(
             parent,
             name.as_bytes(),
-            Kind::File,
-            mode,
-            0,
-            None,
+            NewNode::new(Kind::File, mode),
             caller(req),
         )?;
         t.open(a.ino, true, false)?;
         drop(t);
-        let fh = self.new_handle(Handle::File { ino: a.ino });
+        let fh = self.new_handle(Handle::File);
         Ok((a, fh))
     }
 
@@ -290,10 +292,10 @@ impl Filesystem for VzFs {
             Some(kind) => self.tree().make_node(
                 parent.0,
                 name.as_bytes(),
-                kind,
-                mode,
-                rdev as u64,
-                None,
+                NewNode {
+                    rdev: rdev as u64,
+                    ..NewNode::new(kind, mode)
+                },
                 caller(req),
             ),
         };
@@ -312,10 +314,7 @@ impl Filesystem for VzFs {
         let r = self.tree().make_node(
             parent.0,
             name.as_bytes(),
-            Kind::Dir,
-            mode,
-            0,
-            None,
+            NewNode::new(Kind::Dir, mode),
             caller(req),
         );
         reply_entry(reply, r);
@@ -341,10 +340,10 @@ impl Filesystem for VzFs {
         let r = self.tree().make_node(
             parent.0,
             link_name.as_bytes(),
-            Kind::Symlink,
-            0o777,
-            0,
-            Some(t),
+            NewNode {
+                target: Some(t),
+                ..NewNode::new(Kind::Symlink, 0o777)
+            },
             caller(req),
         );
         reply_entry(reply, r);

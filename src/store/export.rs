@@ -106,11 +106,9 @@ pub fn write_tree(store: &Store, m: &Manifest, dest: &Path) -> Result<()> {
         match e.kind {
             Kind::Dir => {}
             Kind::File => {
-                if let Some(leader) = leaders.get(&e.link_group) {
-                    if !std::ptr::eq(*leader, e) {
-                        let lp = target(dest, leader);
-                        fs::hard_link(&lp, &p).at(&p)?;
-                    }
+                if let Some(leader) = leaders.get(&e.link_group).filter(|l| !std::ptr::eq(**l, e)) {
+                    let lp = target(dest, leader);
+                    fs::hard_link(&lp, &p).at(&p)?;
                 }
             }
             Kind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&e.target), &p).at(&p)?,

@@ -98,7 +98,7 @@ fn copy_range_slow(src: &File, dst: &File, mut off: u64, mut len: u64) -> io::Re
 /// hashed as zeros without being read). Returns the hash and the bytes read.
 pub fn hash_segments(file: &File, segments: &[(u64, u64)], size: u64) -> io::Result<blake3::Hash> {
     use std::os::unix::fs::FileExt;
-    const ZEROS: [u8; 1 << 16] = [0u8; 1 << 16];
+    static ZEROS: [u8; 1 << 16] = [0u8; 1 << 16];
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;

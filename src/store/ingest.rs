@@ -82,6 +82,9 @@ struct Scanned {
     leader: bool,
 }
 
+/// A stat-cache entry to record, keyed by `(dev, ino)`.
+type StatUpdate = ((u64, u64), StatEntry);
+
 #[derive(Default)]
 struct Counters {
     new_objects: AtomicU64,
@@ -120,7 +123,7 @@ pub fn ingest(
     progress.start(total, files);
 
     let counters = Counters::default();
-    let results: Vec<(Entry, Option<((u64, u64), StatEntry)>)> = scanned
+    let results: Vec<(Entry, Option<StatUpdate>)> = scanned
         .par_iter()
         .map(|s| {
             let r = build_entry(&session, s, &cache, &counters);
@@ -264,10 +267,8 @@ fn assign_link_groups(scanned: &mut [Scanned]) {
 fn fill_hardlink_hashes(m: &mut Manifest) {
     let mut hashes: HashMap<u32, Hash> = HashMap::new();
     for e in &m.entries {
-        if e.link_group != 0 {
-            if let Some(h) = e.hash {
-                hashes.entry(e.link_group).or_insert(h);
-            }
+        if let Some(h) = e.hash.filter(|_| e.link_group != 0) {
+            hashes.entry(e.link_group).or_insert(h);
         }
     }
     for e in &mut m.entries {
@@ -282,7 +283,7 @@ fn build_entry(
     s: &Scanned,
     cache: &HashMap<(u64, u64), StatEntry>,
     counters: &Counters,
-) -> Result<(Entry, Option<((u64, u64), StatEntry)>)> {
+) -> Result<(Entry, Option<StatUpdate>)> {
     let m = &s.meta;
     let xattrs = fsutil::read_xattrs(&s.full).at(&s.full)?;
     let mut e = Entry {
@@ -343,19 +344,20 @@ fn store_file(
     s: &Scanned,
     cache: &HashMap<(u64, u64), StatEntry>,
     counters: &Counters,
-) -> Result<(Hash, Option<((u64, u64), StatEntry)>)> {
+) -> Result<(Hash, Option<StatUpdate>)> {
     let m = &s.meta;
     let key = (m.dev(), m.ino());
-    if let Some(c) = cache.get(&key) {
-        if c.size == m.len()
+    let unchanged = |c: &&StatEntry| {
+        c.size == m.len()
             && c.mtime == (m.mtime(), m.mtime_nsec())
             && c.ctime == (m.ctime(), m.ctime_nsec())
-            && session.pin_and_check(&c.hash)?
-        {
-            counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            counters.dedup_bytes.fetch_add(m.len(), Ordering::Relaxed);
-            return Ok((c.hash, None));
-        }
+    };
+    if let Some(c) = cache.get(&key).filter(unchanged)
+        && session.pin_and_check(&c.hash)?
+    {
+        counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+        counters.dedup_bytes.fetch_add(m.len(), Ordering::Relaxed);
+        return Ok((c.hash, None));
     }
     let path = &s.full;
     let file = open_source(path)?;

@@ -134,6 +134,30 @@ pub struct Caller {
     pub gid: u32,
 }
 
+/// What to create with [`Tree::make_node`].
+#[derive(Clone, Debug)]
+pub struct NewNode {
+    pub kind: Kind,
+    /// Permission bits (the file type comes from `kind`).
+    pub mode: u32,
+    /// Device number for device nodes.
+    pub rdev: u64,
+    /// Target for symlinks.
+    pub target: Option<Vec<u8>>,
+}
+
+impl NewNode {
+    /// A node of `kind` with `mode` and nothing else.
+    pub fn new(kind: Kind, mode: u32) -> NewNode {
+        NewNode {
+            kind,
+            mode,
+            rdev: 0,
+            target: None,
+        }
+    }
+}
+
 /// How `rename` behaves when the target exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RenameMode {
@@ -394,10 +418,9 @@ impl Tree {
         self.nodes.remove(&ino);
         if private {
             let p = self.data_path(ino);
-            if let Err(e) = fs::remove_file(&p) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(e.into());
-                }
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
             }
         }
         self.log(vec![Rec::Drop(ino)])
@@ -463,12 +486,15 @@ impl Tree {
         &mut self,
         parent: Ino,
         name: &[u8],
-        kind: Kind,
-        mode: u32,
-        rdev: u64,
-        target: Option<Vec<u8>>,
+        new: NewNode,
         caller: Caller,
     ) -> FsResult<Attr> {
+        let NewNode {
+            kind,
+            mode,
+            rdev,
+            target,
+        } = new;
         check_name(name)?;
         if self.child(parent, name)?.is_some() {
             return Err(FsError::Exists);
@@ -840,11 +866,9 @@ impl Tree {
         };
         let mut recs = Vec::new();
         for i in inos {
-            if let Some(n) = self.nodes.get_mut(&i) {
-                if n.attr_dirty {
-                    n.attr_dirty = false;
-                    recs.push(Rec::Meta(i, n.meta.clone()));
-                }
+            if let Some(n) = self.nodes.get_mut(&i).filter(|n| n.attr_dirty) {
+                n.attr_dirty = false;
+                recs.push(Rec::Meta(i, n.meta.clone()));
             }
         }
         if recs.is_empty() {
@@ -1010,7 +1034,7 @@ fn base_nodes(m: &Manifest) -> HashMap<Ino, Node> {
                 }
             }
         }
-        if !nodes.contains_key(&ino) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = nodes.entry(ino) {
             let t = Time {
                 sec: e.mtime_sec,
                 nsec: e.mtime_nsec,
@@ -1035,20 +1059,16 @@ fn base_nodes(m: &Manifest) -> HashMap<Ino, Node> {
                 data,
                 parent,
             };
-            nodes.insert(ino, new_node(meta));
+            slot.insert(new_node(meta));
         }
         if e.kind == Kind::Dir {
             dirs.insert(&e.path, ino);
-            if !e.path.is_empty() {
-                if let Some(p) = nodes.get_mut(&parent) {
-                    p.meta.nlink += 1;
-                }
+            if let Some(p) = nodes.get_mut(&parent).filter(|_| !e.path.is_empty()) {
+                p.meta.nlink += 1;
             }
         }
-        if !e.path.is_empty() {
-            if let Some(p) = nodes.get_mut(&parent) {
-                p.children.insert(name.to_vec(), ino);
-            }
+        if let Some(p) = nodes.get_mut(&parent).filter(|_| !e.path.is_empty()) {
+            p.children.insert(name.to_vec(), ino);
         }
     }
     nodes
