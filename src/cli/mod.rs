@@ -64,6 +64,18 @@ pub fn run() -> Result<ExitCode> {
                     v
                 }
             };
+            drop(db);
+            for t in &targets {
+                let users = store::container::users_of(&st, &t.name, t.version)?;
+                if !users.is_empty() {
+                    bail!(
+                        "template {} is used by container {}; destroy those containers first",
+                        t.label(),
+                        users.join(", ")
+                    );
+                }
+            }
+            let db = MetaDb::open(&st)?;
             for t in targets {
                 db.remove_template(&t.name, t.version)?;
                 println!("removed template {}", t.label());

@@ -90,12 +90,29 @@ pub fn report(r: &Report) {
             HumanBytes(t.exclusive_bytes).to_string()
         );
     }
+    if !r.containers.is_empty() {
+        println!(
+            "{:<32} {:>12} {:>12} {:>12}  TEMPLATE",
+            "CONTAINER", "LOGICAL", "SHARED", "PRIVATE"
+        );
+        for c in &r.containers {
+            println!(
+                "{:<32} {:>12} {:>12} {:>12}  {}",
+                c.name,
+                HumanBytes(c.logical_bytes).to_string(),
+                HumanBytes(c.shared_bytes).to_string(),
+                HumanBytes(c.private_bytes).to_string(),
+                c.template
+            );
+        }
+    }
     let s = &r.store;
     println!(
-        "store: logical {}, stored {} in {} objects, metadata {}, dedup ratio {:.2}, saved {}",
+        "store: logical {}, stored {} in {} objects, private {}, metadata {}, dedup ratio {:.2}, saved {}",
         HumanBytes(s.logical_bytes),
         HumanBytes(s.stored_bytes),
         s.objects,
+        HumanBytes(s.private_bytes),
         HumanBytes(s.metadata_bytes),
         s.dedup_ratio,
         HumanBytes(s.saved_bytes)

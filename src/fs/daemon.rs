@@ -45,9 +45,43 @@ pub fn current_mountpoint(store: &Store, ct: &str) -> Result<Option<PathBuf>> {
         .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned())))
 }
 
-/// Is `p` a dead FUSE mount ("transport endpoint is not connected")?
+/// Is a vzstore FUSE file system mounted at `p` (per /proc/self/mountinfo)?
+/// Callers use it when no daemon holds the container's lock, so such a mount is
+/// a dead one ("transport endpoint is not connected"). A stat cannot tell: the
+/// kernel may still answer it from its attribute cache.
 fn is_stale_mount(p: &Path) -> bool {
-    matches!(fs::metadata(p), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = p.as_os_str().as_encoded_bytes();
+    info.lines().any(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            return false;
+        };
+        let fstype = f.get(sep + 1).copied().unwrap_or("");
+        fstype.starts_with("fuse") && f.get(4).is_some_and(|m| unescape(m) == want)
+    })
+}
+
+/// Undo mountinfo's octal escapes (`\040` for a space...).
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Lazily detach whatever is mounted at `p`.
@@ -83,7 +117,7 @@ fn prepare(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<PathBuf
         return Err(Error::InUse(format!("container {ct} is already mounted")));
     }
     let mnt = match mountpoint {
-        Some(p) => p.to_path_buf(),
+        Some(p) => std::path::absolute(p).at(p)?,
         None => {
             let p = default_mountpoint(store, ct);
             if !p.exists() && !is_stale_mount(&p) {

@@ -23,7 +23,7 @@ pub fn to_errno(e: &FsError) -> Errno {
         FsError::NotSupported => libc::EOPNOTSUPP,
         FsError::Stale => libc::ESTALE,
         FsError::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
-        FsError::Store(Error::Io { source, .. }) => source.raw_os_error().unwrap_or(libc::EIO),
+        FsError::Store(Error::Io { err, .. }) => err.raw_os_error().unwrap_or(libc::EIO),
         FsError::Store(_) => libc::EIO,
     };
     if code == libc::ENOSYS {

@@ -1,6 +1,7 @@
 //! Typed errors of the store core.
 //!
-//! Rules: every error that comes from the file system names the path it concerns
+//! Rules: the message of a wrapped OS or database error is part of the variant's
+//! own message (not a separate `source`), so it is printed once; every error that comes from the file system names the path it concerns
 //! (use [`IoContext::at`]); errors that come from user input name the input and the
 //! reason; nothing here is `anyhow`, so callers (the CLI, the FUSE adapter) can match.
 
@@ -16,12 +17,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A system call on `path` failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: io::Error },
     /// The directory holds no store (`vzstore init` not run).
     #[error("{} is not a vzstore store (run `vzstore init` first)", .0.display())]
     NotAStore(PathBuf),
@@ -57,12 +54,8 @@ pub enum Error {
     #[error("object {0} is corrupt (its content does not hash to its name)")]
     CorruptObject(Hash),
     /// The metadata database failed.
-    #[error("metadata database {}: {source}", path.display())]
-    Db {
-        path: PathBuf,
-        #[source]
-        source: rocksdb::Error,
-    },
+    #[error("metadata database {}: {err}", path.display())]
+    Db { path: PathBuf, err: rocksdb::Error },
     /// A metadata record could not be decoded.
     #[error("corrupt metadata record {key}: {reason}")]
     CorruptRecord { key: String, reason: String },
@@ -79,9 +72,9 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|err| Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            err,
         })
     }
 }
@@ -90,7 +83,7 @@ impl<T> IoContext<T> for std::result::Result<T, rustix::io::Errno> {
     fn at(self, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::Io {
             path: path.as_ref().to_path_buf(),
-            source: e.into(),
+            err: e.into(),
         })
     }
 }
@@ -99,7 +92,7 @@ impl Error {
     /// The underlying OS error number, if this error came from a system call.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } => source.raw_os_error(),
+            Error::Io { err, .. } => err.raw_os_error(),
             _ => None,
         }
     }

@@ -121,6 +121,11 @@ pub fn ingest(
         .filter(|s| s.kind == Kind::File && s.leader)
         .fold((0, 0), |(b, n), s| (b + s.meta.len(), n + 1));
     progress.start(total, files);
+    log::info!(
+        "scan: {} entries in {:.3} s",
+        scanned.len(),
+        started.elapsed().as_secs_f64()
+    );
 
     let counters = Counters::default();
     let results: Vec<(Entry, Option<StatUpdate>)> = scanned
@@ -143,9 +148,12 @@ pub fn ingest(
     manifest.sort();
     fill_hardlink_hashes(&mut manifest);
 
+    log::info!("hash and stage: {:.3} s", started.elapsed().as_secs_f64());
     session.publish()?;
+    log::info!("publish: {:.3} s", started.elapsed().as_secs_f64());
     let source = src.display().to_string();
     let record = MetaDb::open(store)?.commit_template(name, &source, &manifest, &stat_updates)?;
+    log::info!("commit: {:.3} s", started.elapsed().as_secs_f64());
     drop(session);
 
     Ok(IngestSummary {
@@ -393,7 +401,7 @@ fn store_file(
     let after = file.metadata().at(path)?;
     check_unchanged(path, &before, &after)?;
 
-    if session.pin_and_check(&hash)? {
+    if session.pin_and_check(&hash)? || !session.claim(&hash) {
         counters.dedup_bytes.fetch_add(size, Ordering::Relaxed);
     } else {
         let (staged, mut out) = session.stage_file()?;

@@ -113,9 +113,9 @@ impl MetaDb {
         opts.set_recycle_log_file_num(2);
         opts.set_max_total_wal_size(64 << 20);
         opts.increase_parallelism(2);
-        let db = DB::open(&opts, &path).map_err(|source| Error::Db {
+        let db = DB::open(&opts, &path).map_err(|err| Error::Db {
             path: path.clone(),
-            source,
+            err,
         })?;
         Ok(MetaDb {
             db,
@@ -124,10 +124,10 @@ impl MetaDb {
         })
     }
 
-    fn db_err(&self, source: rocksdb::Error) -> Error {
+    fn db_err(&self, err: rocksdb::Error) -> Error {
         Error::Db {
             path: self.path.clone(),
-            source,
+            err,
         }
     }
 

@@ -54,6 +54,7 @@ impl Store {
     /// the store's own sub-directories, left by an interrupted `init`, is finished).
     pub fn init(root: &Path) -> Result<Store> {
         fs::create_dir_all(root).at(root)?;
+        let root = &fs::canonicalize(root).at(root)?;
         let marker = root.join(MARKER);
         if !marker.exists() {
             for e in fs::read_dir(root).at(root)? {
@@ -88,7 +89,15 @@ impl Store {
     }
 
     /// Open an existing store; fails with [`Error::NotAStore`] if `init` never ran.
+    /// The store's path is made canonical (mount points and messages use it).
     pub fn open(root: &Path) -> Result<Store> {
+        let root = &match fs::canonicalize(root) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotAStore(root.to_path_buf()));
+            }
+            Err(e) => return Err(e).at(root),
+        };
         let marker = root.join(MARKER);
         let text = match fs::read_to_string(&marker) {
             Ok(t) => t,

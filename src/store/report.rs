@@ -25,13 +25,17 @@ use crate::store::objects;
 /// Store-wide totals.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreUsage {
+    /// Templates' plus containers' logical bytes.
     pub logical_bytes: u64,
+    /// Allocated bytes under `objects/` (`du -s -B1 objects`).
     pub stored_bytes: u64,
+    /// Allocated bytes under `private/` (`du -s -B1 private`).
+    pub private_bytes: u64,
     pub metadata_bytes: u64,
     pub objects: u64,
-    /// logical / stored object bytes (1.0 for an empty store).
+    /// logical / (object bytes + private bytes); 1.0 for an empty store.
     pub dedup_ratio: f64,
-    /// logical - stored, never below zero.
+    /// logical - (stored + private), never below zero.
     pub saved_bytes: u64,
 }
 
@@ -48,18 +52,49 @@ pub struct TemplateUsage {
     pub exclusive_bytes: u64,
 }
 
+/// One container's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerUsage {
+    pub name: String,
+    /// Base template as `name@version`.
+    pub template: String,
+    /// Logical bytes of its files as the container sees them.
+    pub logical_bytes: u64,
+    /// Logical bytes still served from shared objects.
+    pub shared_bytes: u64,
+    /// Allocated bytes of its private area (copy-on-write data and state):
+    /// what destroying it frees.
+    pub private_bytes: u64,
+}
+
 /// The full report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub store: StoreUsage,
     pub templates: Vec<TemplateUsage>,
+    pub containers: Vec<ContainerUsage>,
 }
 
 /// Compute the report.
 pub fn report(store: &Store) -> Result<Report> {
     let mut per_template = Vec::new();
+    let mut containers = Vec::new();
     {
         let db = MetaDb::open(store)?;
+        for c in db.containers()? {
+            let dir = crate::store::container::private_dir(store, &c.name);
+            let u = match db.manifest(&c.template, c.version) {
+                Ok(m) => crate::store::container::tree::usage(&m, &dir)?,
+                Err(_) => Default::default(), // base removed: nothing is shared
+            };
+            containers.push(ContainerUsage {
+                name: c.name.clone(),
+                template: c.base_label(),
+                logical_bytes: u.logical_bytes,
+                shared_bytes: u.shared_bytes,
+                private_bytes: objects::du(&dir)?,
+            });
+        }
         for t in db.templates()? {
             let m = db.manifest(&t.name, t.version)?;
             let files = m.entries.iter().filter(|e| e.hash.is_some()).count() as u64;
@@ -103,11 +138,14 @@ pub fn report(store: &Store) -> Result<Report> {
         });
     }
     let stored = listing.stored_bytes();
-    let object_bytes: u64 = listing.objects.iter().map(|o| o.allocated).sum();
+    let private = objects::du(&store.private_dir())?;
+    logical_total += containers.iter().map(|c| c.logical_bytes).sum::<u64>();
+    let object_bytes: u64 = listing.objects.iter().map(|o| o.allocated).sum::<u64>() + private;
     Ok(Report {
         store: StoreUsage {
             logical_bytes: logical_total,
             stored_bytes: stored,
+            private_bytes: private,
             metadata_bytes: objects::du(&store.meta_dir())?,
             objects: listing.objects.len() as u64,
             dedup_ratio: if object_bytes == 0 {
@@ -115,8 +153,9 @@ pub fn report(store: &Store) -> Result<Report> {
             } else {
                 logical_total as f64 / object_bytes as f64
             },
-            saved_bytes: logical_total.saturating_sub(stored),
+            saved_bytes: logical_total.saturating_sub(stored + private),
         },
         templates,
+        containers,
     })
 }

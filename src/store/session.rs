@@ -35,6 +35,8 @@ pub struct Session {
     pins: Mutex<File>,
     counter: AtomicU64,
     staged: Mutex<Vec<(PathBuf, Hash)>>,
+    /// Hashes this session has taken on to write.
+    claimed: Mutex<std::collections::HashSet<Hash>>,
 }
 
 impl Session {
@@ -65,6 +67,7 @@ impl Session {
             pins: Mutex::new(pins),
             counter: AtomicU64::new(0),
             staged: Mutex::new(Vec::new()),
+            claimed: Mutex::new(Default::default()),
         })
     }
 
@@ -84,6 +87,17 @@ impl Session {
     pub fn pin_and_check(&self, hash: &Hash) -> Result<bool> {
         self.pin(hash)?;
         Ok(self.store.object_path(hash).exists())
+    }
+
+    /// Take on writing the object `hash`: true for the first caller of this
+    /// session, false if another thread of the session already writes it (so each
+    /// content is staged once even when two files with it are processed at once).
+    /// Only call it for an object about to be staged: a claim is a promise.
+    pub fn claim(&self, hash: &Hash) -> bool {
+        self.claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*hash)
     }
 
     /// A new, empty staging file (mode 0600) in the session directory.

@@ -357,3 +357,86 @@ pub fn build_fixture(root: &Path) {
     set_mtime(&root.join("dev"), 1_400_000_000, 1);
     set_mtime(root, 1_700_000_000, 42);
 }
+
+/// A mounted container, unmounted (via `vzstore umount`) when dropped.
+pub struct Mounted {
+    pub store: PathBuf,
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl Mounted {
+    /// Mount container `name` at its default mount point; fails the test loudly
+    /// if the mount does not come up.
+    pub fn new(store: &Path, name: &str) -> Mounted {
+        let out = vz_ok(store, &["mount", name]);
+        assert!(out.contains("mounted container"), "{out}");
+        let path = store.join("root").join(name);
+        let st = fs::metadata(&path).expect("stat of the mount point");
+        assert_eq!(st.ino(), 1, "{} is not our FUSE root", path.display());
+        Mounted {
+            store: store.to_path_buf(),
+            name: name.to_string(),
+            path,
+        }
+    }
+
+    /// Unmount now (and check that it worked).
+    pub fn umount(mut self) {
+        vz_ok(&self.store, &["umount", &self.name]);
+        self.name.clear();
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if !self.name.is_empty() {
+            let _ = vz(&self.store, &["umount", &self.name]);
+        }
+    }
+}
+
+/// A store holding the fixture as template `fx`, and the fixture's source.
+pub fn fixture_store() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (t, store) = new_store();
+    let src = t.path().join("src");
+    build_fixture(&src);
+    vz_ok(&store, &["ingest", src.to_str().unwrap(), "--name", "fx"]);
+    (t, store, src)
+}
+
+/// blake3 and mode of every object file: to prove no object ever changes.
+pub fn objects_state(store: &Path) -> BTreeMap<PathBuf, (String, u32, u64)> {
+    let mut out = BTreeMap::new();
+    for fan in fs::read_dir(store.join("objects")).unwrap() {
+        for o in fs::read_dir(fan.unwrap().path()).unwrap() {
+            let p = o.unwrap().path();
+            let m = fs::metadata(&p).unwrap();
+            let data = fs::read(&p).unwrap();
+            out.insert(
+                p,
+                (
+                    blake3::hash(&data).to_hex().to_string(),
+                    m.mode(),
+                    m.nlink(),
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// `du -s -B1 PATH`: allocated bytes, as the operator would measure them.
+pub fn du_b1(p: &Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-s", "-B1"])
+        .arg(p)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

@@ -2,6 +2,10 @@
 //! (device nodes, owners, trusted xattrs) and use the real binary.
 
 mod common;
+mod container_basic;
+mod container_isolation;
+mod container_model;
+mod container_workload;
 mod store_bad_input;
 mod store_crash;
 mod store_dedup;

@@ -9,20 +9,6 @@ fn json(store: &Path) -> serde_json::Value {
     serde_json::from_str(&vz_ok(store, &["report", "--json"])).unwrap()
 }
 
-fn du_b1(p: &Path) -> u64 {
-    let out = std::process::Command::new("du")
-        .args(["-s", "-B1"])
-        .arg(p)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn two_templates_share_content() {
     let (t, store) = new_store();
@@ -55,7 +41,10 @@ fn two_templates_share_content() {
 
     // Figures agree with du.
     assert_eq!(after_b, du_b1(&store.join("objects")));
-    assert_eq!(r["store"]["metadata_bytes"].as_u64().unwrap(), du_b1(&store.join("meta")));
+    assert_eq!(
+        r["store"]["metadata_bytes"].as_u64().unwrap(),
+        du_b1(&store.join("meta"))
+    );
     let ta = &r["templates"][0];
     let tb = &r["templates"][1];
     assert_eq!(ta["name"], "a");

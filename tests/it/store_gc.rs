@@ -76,3 +76,24 @@ fn gc_concurrent_with_ingest() {
     let rep = verify::verify(&store).unwrap();
     assert!(rep.is_clean(), "{rep:?}");
 }
+
+/// Regression: a stat-cache hit whose object gc had deleted claimed the hash,
+/// so the re-read file was never staged and the manifest named a missing object.
+#[test]
+fn stat_cache_hit_on_collected_object_is_restaged() {
+    let (t, store) = new_store();
+    let a = t.path().join("a");
+    fs::create_dir_all(&a).unwrap();
+    for i in 0..20 {
+        fs::write(a.join(format!("f{i}")), noise(i, 3000)).unwrap();
+    }
+    vz_ok(&store, &["ingest", a.to_str().unwrap(), "--name", "a"]);
+    vz_ok(&store, &["templates", "rm", "a"]);
+    assert!(vz_ok(&store, &["gc"]).contains("removed 20 of 20 objects"));
+    let out = vz_ok(&store, &["ingest", a.to_str().unwrap(), "--name", "a"]);
+    assert!(out.contains("20 new objects"), "{out}");
+    assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
+    let e = t.path().join("e");
+    vz_ok(&store, &["export", "a", e.to_str().unwrap()]);
+    assert_same_tree(&a, &e);
+}

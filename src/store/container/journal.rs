@@ -88,6 +88,14 @@ fn read_all(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
+/// The records of a container's snapshot and journal, read without changing
+/// anything (safe while its daemon appends; a torn tail is ignored).
+pub fn read_records(dir: &Path) -> Result<Vec<Rec>> {
+    let (mut recs, _) = parse(&read_all(&dir.join("state"))?);
+    recs.extend(parse(&read_all(&dir.join("journal"))?).0);
+    Ok(recs)
+}
+
 impl Journal {
     /// Open the journal in `dir`, returning it with the snapshot's records followed
     /// by the journal's (valid prefix only; a torn tail is cut off).

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -1074,12 +1074,45 @@ fn base_nodes(m: &Manifest) -> HashMap<Ino, Node> {
     nodes
 }
 
-/// Bytes a private area occupies on disk (what destroying the container frees).
-pub fn private_bytes(dir: &std::path::Path) -> crate::store::Result<u64> {
-    crate::store::objects::du(dir)
+/// What a container's tree holds, computed from its base and saved changes
+/// without mounting it (read-only; fine while it is mounted).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TreeUsage {
+    /// Logical bytes of all regular files (each inode once).
+    pub logical_bytes: u64,
+    /// Logical bytes still served from shared objects.
+    pub shared_bytes: u64,
+    /// Logical bytes of the container's own (copied-up or new) files.
+    pub own_bytes: u64,
 }
 
-/// Allocated bytes of a private data file, for reports.
-pub fn allocated(meta: &fs::Metadata) -> u64 {
-    meta.blocks() * 512
+/// Usage of a container tree: `base` plus the records in `private_dir`.
+pub fn usage(base: &Manifest, private_dir: &std::path::Path) -> crate::store::Result<TreeUsage> {
+    let mut metas: HashMap<Ino, Meta> = base_nodes(base)
+        .into_iter()
+        .map(|(i, n)| (i, n.meta))
+        .collect();
+    for r in crate::store::container::journal::read_records(private_dir)? {
+        match r {
+            Rec::Meta(i, m) => {
+                metas.insert(i, m);
+            }
+            Rec::Drop(i) => {
+                metas.remove(&i);
+            }
+            _ => {}
+        }
+    }
+    let mut u = TreeUsage::default();
+    for m in metas
+        .values()
+        .filter(|m| m.kind == Kind::File && m.nlink > 0)
+    {
+        u.logical_bytes += m.size;
+        match m.data {
+            Data::Shared(_) => u.shared_bytes += m.size,
+            _ => u.own_bytes += m.size,
+        }
+    }
+    Ok(u)
 }

@@ -1,0 +1,110 @@
+//! A real workload: a debootstrap Debian root (with python3) as a template, a
+//! container chrooted into, programs that read and write, and a remount.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::*;
+
+/// The larger debootstrap bookworm root (python3, perl, openssh-server, curl, git),
+/// built once into /var/cache/vzstore (network needed the first time).
+pub fn debian_large() -> PathBuf {
+    let dir = PathBuf::from("/var/cache/vzstore/debian-large");
+    if dir.join("usr/bin/python3").exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    let st = Command::new("debootstrap")
+        .args([
+            "--variant=minbase",
+            "--include=python3,perl,openssh-server,curl,git",
+            "bookworm",
+        ])
+        .arg(&dir)
+        .status()
+        .expect("debootstrap is not installed (tools/setup.sh installs it)");
+    assert!(
+        st.success(),
+        "debootstrap of the larger bookworm root failed"
+    );
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "rm -f {}/var/cache/apt/archives/*.deb",
+            dir.display()
+        ))
+        .status();
+    dir
+}
+
+fn chroot(root: &std::path::Path, script: &str) -> String {
+    let out = Command::new("chroot")
+        .arg(root)
+        .args(["/bin/sh", "-ec", script])
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chroot script failed:\n{script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn chroot_runs_python_useradd_su_and_dpkg() {
+    let src = debian_large();
+    let (_t, store) = new_store();
+    vz_ok(
+        &store,
+        &["ingest", src.to_str().unwrap(), "--name", "debian"],
+    );
+    vz_ok(&store, &["create", "ct", "--template", "debian"]);
+    let m = Mounted::new(&store, "ct");
+    let out = chroot(
+        &m.path,
+        r#"
+python3 -c 'import json, email, http.client, sqlite3; open("/root/py.json","w").write(json.dumps({"ok": 1}))'
+cat /root/py.json; echo
+useradd -m -s /bin/sh alice
+su alice -c 'echo from-alice > ~/note; id -un'
+mkdir -p /tmp/pkg/DEBIAN /tmp/pkg/usr/share/vztest
+printf 'Package: vztest\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n' > /tmp/pkg/DEBIAN/control
+echo payload > /tmp/pkg/usr/share/vztest/file
+dpkg-deb --build /tmp/pkg /tmp/vztest.deb >/dev/null
+dpkg -i /tmp/vztest.deb >/dev/null
+dpkg -s vztest | grep Status
+git --version >/dev/null
+perl -e 'print "perl-ok\n"'
+"#,
+    );
+    assert!(out.contains(r#"{"ok": 1}"#), "{out}");
+    assert!(out.contains("alice"), "{out}");
+    assert!(out.contains("Status: install ok installed"), "{out}");
+    assert!(out.contains("perl-ok"), "{out}");
+    m.umount();
+
+    let m = Mounted::new(&store, "ct");
+    let out = chroot(
+        &m.path,
+        "cat /home/alice/note; dpkg -s vztest | grep Status; cat /usr/share/vztest/file; cat /root/py.json; id alice",
+    );
+    assert!(out.contains("from-alice"), "{out}");
+    assert!(out.contains("install ok installed"), "{out}");
+    assert!(out.contains("payload"), "{out}");
+    m.umount();
+    // The template is untouched.
+    let out = Command::new("grep")
+        .arg("alice")
+        .arg(src.join("etc/passwd"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "alice leaked into the template source"
+    );
+    assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
+}
