@@ -48,10 +48,11 @@ pub enum Command {
     Verify,
     /// Remove objects nothing references; safe while ingests run.
     Gc,
-    /// Create a container from a template version (kilobytes, milliseconds).
+    /// Create containers from a template version (kilobytes, milliseconds each).
     Create {
-        /// Container name.
-        name: String,
+        /// Container names (several are created in one step, all or none).
+        #[arg(required = true)]
+        names: Vec<String>,
         /// NAME or NAME@VERSION of the base template (latest when omitted).
         #[arg(long)]
         template: String,

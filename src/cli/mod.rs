@@ -118,11 +118,12 @@ pub fn run() -> Result<ExitCode> {
                 }
             );
         }
-        Command::Create { name, template } => {
+        Command::Create { names, template } => {
             let st = Store::open(&root)?;
             let r = TemplateRef::parse(&template)?;
-            let rec = store::container::create(&st, &name, &r)?;
-            println!("created container {} from {}", rec.name, rec.base_label());
+            for rec in store::container::create(&st, &names, &r)? {
+                println!("created container {} from {}", rec.name, rec.base_label());
+            }
         }
         Command::List => {
             let st = Store::open(&root)?;

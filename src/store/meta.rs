@@ -16,7 +16,7 @@
 //! Every change is one write batch with a synced WAL: a crash leaves all or nothing.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
@@ -112,11 +112,31 @@ impl MetaDb {
         opts.set_max_open_files(256);
         opts.set_recycle_log_file_num(2);
         opts.set_max_total_wal_size(64 << 20);
-        opts.increase_parallelism(2);
+        // Opened for milliseconds by short processes: keep opening cheap.
+        opts.set_skip_stats_update_on_db_open(true);
+        opts.set_max_file_opening_threads(1);
+        opts.set_max_background_jobs(1);
         let db = DB::open(&opts, &path).map_err(|err| Error::Db {
             path: path.clone(),
             err,
         })?;
+        // Each open turns the previous process's log into a small table file, and
+        // tables with disjoint keys are only moved between levels, never merged.
+        // Processes are short, so they would pile up and every open would read
+        // more of them (1,000 creates would cost O(n^2)): once there are many,
+        // merge everything in the foreground (milliseconds for metadata).
+        let tables = fs::read_dir(&path)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".sst"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if tables > 16 {
+            let mut co = rocksdb::CompactOptions::default();
+            co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+            db.compact_range_opt(None::<&[u8]>, None::<&[u8]>, &co);
+        }
         Ok(MetaDb {
             db,
             path,
@@ -251,10 +271,12 @@ impl MetaDb {
         }
     }
 
-    /// Record a container (one synced write).
-    pub fn put_container(&self, rec: &ContainerRecord) -> Result<()> {
+    /// Record containers, all or none (one synced write batch).
+    pub fn put_containers(&self, recs: &[ContainerRecord]) -> Result<()> {
         let mut batch = WriteBatch::default();
-        batch.put([b"c/", rec.name.as_bytes()].concat(), encode(rec));
+        for rec in recs {
+            batch.put([b"c/", rec.name.as_bytes()].concat(), encode(rec));
+        }
         self.write(batch)
     }
 

@@ -23,30 +23,43 @@ pub fn private_dir(store: &Store, name: &str) -> PathBuf {
     store.private_dir().join(name)
 }
 
-/// Create container `name` from template `tref`.
-pub fn create(store: &Store, name: &str, tref: &TemplateRef) -> Result<ContainerRecord> {
-    name::validate(name)?;
+/// Create containers `names` from template `tref`, all or none: their private
+/// directories first, then one database batch naming them all.
+pub fn create(store: &Store, names: &[String], tref: &TemplateRef) -> Result<Vec<ContainerRecord>> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        name::validate(name)?;
+        if !seen.insert(name) {
+            return Err(Error::InUse(format!("container {name} is named twice")));
+        }
+    }
     let db = MetaDb::open(store)?;
-    if db.container(name)?.is_some() {
-        return Err(Error::InUse(format!("container {name} already exists")));
+    for name in names {
+        if db.container(name)?.is_some() {
+            return Err(Error::InUse(format!("container {name} already exists")));
+        }
     }
     let t = db.resolve(tref)?;
-    let dir = private_dir(store, name);
-    if dir.exists() {
-        // Leftover of a create or destroy that died midway; nothing refers to it.
-        fs::remove_dir_all(&dir).at(&dir)?;
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut recs = Vec::with_capacity(names.len());
+    for name in names {
+        let dir = private_dir(store, name);
+        if dir.exists() {
+            // Leftover of a create or destroy that died midway; nothing refers to it.
+            fs::remove_dir_all(&dir).at(&dir)?;
+        }
+        fs::create_dir(&dir).at(&dir)?;
+        recs.push(ContainerRecord {
+            name: name.clone(),
+            template: t.name.clone(),
+            version: t.version,
+            created,
+        });
     }
-    fs::create_dir(&dir).at(&dir)?;
-    let rec = ContainerRecord {
-        name: name.to_string(),
-        template: t.name,
-        version: t.version,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    };
-    db.put_container(&rec)?;
-    Ok(rec)
+    db.put_containers(&recs)?;
+    Ok(recs)
 }
 
 /// The lock a mount daemon holds; `None` if another process holds it (mounted).
