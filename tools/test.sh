@@ -7,3 +7,4 @@ cd "$(dirname "$0")/.."
 tools/setup.sh
 . tools/env.sh
 cargo test --release "$@"
+tools/conformance.sh
