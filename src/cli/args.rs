@@ -74,6 +74,10 @@ pub enum Command {
         /// Stay in the foreground instead of returning once the mount is ready.
         #[arg(long)]
         foreground: bool,
+        /// Serve reads through the daemon even where the kernel offers FUSE
+        /// passthrough (for comparisons; costs a page-cache copy per container).
+        #[arg(long)]
+        no_passthrough: bool,
     },
     /// Unmount a container (also cleans up a stale mount of a crashed daemon).
     Umount { name: String },

@@ -142,12 +142,17 @@ pub fn run() -> Result<ExitCode> {
             name,
             mountpoint,
             foreground,
+            no_passthrough,
         } => {
             let st = Store::open(&root)?;
+            let opts = vzstore::fs::daemon::MountOptions {
+                passthrough: !no_passthrough,
+            };
             if foreground {
-                vzstore::fs::daemon::serve(&st, &name, mountpoint.as_deref())?;
+                vzstore::fs::daemon::serve(&st, &name, mountpoint.as_deref(), opts)?;
             } else {
-                let mnt = vzstore::fs::daemon::mount_background(&st, &name, mountpoint.as_deref())?;
+                let mnt =
+                    vzstore::fs::daemon::mount_background(&st, &name, mountpoint.as_deref(), opts)?;
                 println!("mounted container {name} at {}", mnt.display());
             }
         }

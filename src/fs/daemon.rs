@@ -24,6 +24,13 @@ use crate::store::container::{self, tree::Tree};
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::meta::MetaDb;
 
+/// How a container is served.
+#[derive(Clone, Copy, Debug)]
+pub struct MountOptions {
+    /// Use FUSE passthrough where the kernel offers it.
+    pub passthrough: bool,
+}
+
 /// Where a container is mounted, as recorded by its daemon.
 fn mountpoint_file(store: &Store, ct: &str) -> PathBuf {
     container::private_dir(store, ct).join("mountpoint")
@@ -151,7 +158,12 @@ fn prepare(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<PathBuf
 
 /// Mount in the background: start a detached foreground daemon and wait until it
 /// is ready. Returns the mount point.
-pub fn mount_background(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<PathBuf> {
+pub fn mount_background(
+    store: &Store,
+    ct: &str,
+    mountpoint: Option<&Path>,
+    opts: MountOptions,
+) -> Result<PathBuf> {
     let mnt = prepare(store, ct, mountpoint)?;
     let exe = std::env::current_exe().at("/proc/self/exe")?;
     let log_path = container::private_dir(store, ct).join("mount.log");
@@ -165,6 +177,7 @@ pub fn mount_background(store: &Store, ct: &str, mountpoint: Option<&Path>) -> R
         .arg(store.root())
         .arg("mount")
         .arg("--foreground")
+        .args((!opts.passthrough).then_some("--no-passthrough"))
         .arg(ct)
         .arg(&mnt)
         .stdin(Stdio::null())
@@ -199,8 +212,8 @@ pub fn mount_background(store: &Store, ct: &str, mountpoint: Option<&Path>) -> R
 
 /// Serve the container in this process until it is unmounted. Writes "ready" (or
 /// "error: ...") as one line on stdout once the mount is up (or has failed).
-pub fn serve(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<()> {
-    let r = serve_inner(store, ct, mountpoint);
+pub fn serve(store: &Store, ct: &str, mountpoint: Option<&Path>, opts: MountOptions) -> Result<()> {
+    let r = serve_inner(store, ct, mountpoint, opts);
     if let Err(e) = &r {
         let mut out = std::io::stdout();
         let _ = writeln!(out, "error: {e}");
@@ -209,7 +222,12 @@ pub fn serve(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<()> {
     r
 }
 
-fn serve_inner(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<()> {
+fn serve_inner(
+    store: &Store,
+    ct: &str,
+    mountpoint: Option<&Path>,
+    opts: MountOptions,
+) -> Result<()> {
     let mnt = prepare(store, ct, mountpoint)?;
     let _lock = container::try_lock_mount(store, ct)?
         .ok_or_else(|| Error::InUse(format!("container {ct} is already mounted")))?;
@@ -239,7 +257,8 @@ fn serve_inner(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<()>
     ];
     config.acl = SessionACL::All;
     config.n_threads = Some(4);
-    let session = fuser::Session::new(VzFs::new(tree.clone()), &mnt, &config).at(&mnt)?;
+    let session =
+        fuser::Session::new(VzFs::new(tree.clone(), opts.passthrough), &mnt, &config).at(&mnt)?;
     log::info!(
         "container {ct} ({}) mounted at {}",
         rec.base_label(),

@@ -9,18 +9,19 @@ pub mod errno;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use fuser::{
-    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
-    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::store::container::error::{FsError, FsResult};
@@ -29,16 +30,32 @@ use crate::store::container::tree::{
 };
 use crate::store::manifest::Kind;
 
-/// How long the kernel may cache entries and attributes. This daemon is the only
-/// writer of the tree and answers every change with fresh attributes.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache entries and attributes. Finite, but long: this
+/// daemon is the only writer of the tree, every change goes through this mount
+/// (so the kernel updates or drops what it cached), and each reply carries fresh
+/// attributes. Nothing changes a container's tree behind the kernel's back.
+const TTL: Duration = Duration::from_secs(60);
 
-/// An open handle: files need no state (reads and writes go through the inode,
-/// so a copy-up by another handle is seen at once); directories keep the listing
-/// taken at opendir so readdir offsets stay stable.
+/// An open handle. Files keep their passthrough backing id alive (the kernel
+/// reads and writes the backing file directly); without passthrough, reads and
+/// writes go through the inode, so a copy-up by another handle is seen at once.
+/// Directories keep the listing taken at opendir so readdir offsets stay stable.
 enum Handle {
-    File,
-    Dir { entries: Vec<DirEntry> },
+    File {
+        #[allow(dead_code)] // held only to keep the kernel's backing file open
+        backing: Option<Arc<BackingId>>,
+    },
+    Dir {
+        entries: Vec<DirEntry>,
+    },
+}
+
+/// FUSE passthrough state: one backing id per (inode, private?) while any handle
+/// of it is open, as the kernel requires.
+#[derive(Default)]
+struct Passthrough {
+    enabled: AtomicBool,
+    by_inode: Mutex<HashMap<(u64, bool), Weak<BackingId>>>,
 }
 
 /// A container root served over FUSE.
@@ -46,6 +63,8 @@ pub struct VzFs {
     tree: Arc<Mutex<Tree>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
+    passthrough: Passthrough,
+    want_passthrough: bool,
 }
 
 fn caller(req: &Request) -> Caller {
@@ -79,12 +98,54 @@ fn reply_xattr(reply: ReplyXattr, size: u32, r: FsResult<Vec<u8>>) {
 }
 
 impl VzFs {
-    /// Serve `tree`.
-    pub fn new(tree: Arc<Mutex<Tree>>) -> VzFs {
+    /// Serve `tree`; `passthrough` asks for FUSE passthrough (used when the
+    /// kernel grants it at init).
+    pub fn new(tree: Arc<Mutex<Tree>>, passthrough: bool) -> VzFs {
         VzFs {
             tree,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            passthrough: Passthrough::default(),
+            want_passthrough: passthrough,
+        }
+    }
+
+    /// The backing id for an open of `ino`, registering `file` with the kernel if
+    /// no handle of the inode has one. `None` when passthrough is off; the first
+    /// failure turns it off for the mount (logged once) and reads are served by
+    /// the daemon.
+    fn backing_for(
+        &self,
+        ino: u64,
+        private: bool,
+        file: &File,
+        open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
+    ) -> Option<Arc<BackingId>> {
+        if !self.passthrough.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut map = self
+            .passthrough
+            .by_inode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = map.get(&(ino, private)).and_then(Weak::upgrade) {
+            return Some(id);
+        }
+        match open_backing(file) {
+            Ok(id) => {
+                let id = Arc::new(id);
+                map.retain(|_, w| w.strong_count() > 0);
+                map.insert((ino, private), Arc::downgrade(&id));
+                Some(id)
+            }
+            Err(e) => {
+                self.passthrough.enabled.store(false, Ordering::Relaxed);
+                log::warn!(
+                    "FUSE passthrough failed ({e}); reads and writes are served by the daemon from now on"
+                );
+                None
+            }
         }
     }
 
@@ -102,11 +163,13 @@ impl VzFs {
         fh
     }
 
-    fn do_open(&self, ino: u64, flags: OpenFlags) -> FsResult<u64> {
+    /// Open a file: its backing file and whether that is the container's own.
+    fn do_open(&self, ino: u64, flags: OpenFlags) -> FsResult<(Arc<File>, bool)> {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let trunc = flags.0 & libc::O_TRUNC != 0;
-        self.tree().open(ino, write, trunc)?;
-        Ok(self.new_handle(Handle::File))
+        let mut t = self.tree();
+        let f = t.open(ino, write, trunc)?;
+        Ok((f, t.is_private(ino)?))
     }
 
     fn do_read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -137,18 +200,12 @@ impl VzFs {
         parent: u64,
         name: &OsStr,
         mode: u32,
-    ) -> FsResult<(Attr, u64)> {
+    ) -> FsResult<(Attr, Arc<File>)> {
         let mut t = self.tree();
-        let a = t.make_node(
-            parent,
-            name.as_bytes(),
-            NewNode::new(Kind::File, mode),
-            caller(req),
-        )?;
-        t.open(a.ino, true, false)?;
-        drop(t);
-        let fh = self.new_handle(Handle::File);
-        Ok((a, fh))
+        let new = NewNode::new(Kind::File, mode);
+        let a = t.make_node(parent, name.as_bytes(), new, caller(req))?;
+        let f = t.open(a.ino, true, false)?;
+        Ok((a, f))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -222,6 +279,24 @@ impl VzFs {
 impl Filesystem for VzFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS);
+        // Passthrough: the kernel reads (and mmaps) the objects themselves, so every
+        // container shares their page cache. Needs Linux 6.9+ and CAP_SYS_ADMIN.
+        if !self.want_passthrough {
+            log::info!("FUSE passthrough not requested; reads are served by the daemon");
+            return Ok(());
+        }
+        let on = config
+            .add_capabilities(fuser::InitFlags::FUSE_PASSTHROUGH)
+            .is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        self.passthrough.enabled.store(on, Ordering::Relaxed);
+        if on {
+            log::info!("FUSE passthrough enabled");
+        } else {
+            log::warn!(
+                "the kernel does not offer FUSE passthrough; reads are served by the daemon"
+            );
+        }
         Ok(())
     }
 
@@ -391,9 +466,25 @@ impl Filesystem for VzFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.do_open(ino.0, flags) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno::to_errno(&e)),
+        let (file, private) = match self.do_open(ino.0, flags) {
+            Ok(x) => x,
+            Err(e) => return reply.error(errno::to_errno(&e)),
+        };
+        let backing = self.backing_for(ino.0, private, &file, |f| reply.open_backing(f));
+        let fh = FileHandle(self.new_handle(Handle::File {
+            backing: backing.clone(),
+        }));
+        // Without passthrough, a read-only open may keep the kernel's page cache:
+        // content only changes through this mount (or by a copy-up, which is a
+        // writable open, and that one drops the cache).
+        let keep = if matches!(flags.acc_mode(), OpenAccMode::O_RDONLY) {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        };
+        match backing {
+            Some(id) => reply.opened_passthrough(fh, FopenFlags::empty(), &id),
+            None => reply.opened(fh, keep),
         }
     }
 
@@ -470,7 +561,10 @@ impl Filesystem for VzFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.do_opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
             Err(e) => reply.error(errno::to_errno(&e)),
         }
     }
@@ -627,15 +721,20 @@ impl Filesystem for VzFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.do_create(req, parent.0, name, mode) {
-            Ok((a, fh)) => reply.created(
-                &TTL,
-                &attr::file_attr(&a),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
-            Err(e) => reply.error(errno::to_errno(&e)),
+        let (a, file) = match self.do_create(req, parent.0, name, mode) {
+            Ok(x) => x,
+            Err(e) => return reply.error(errno::to_errno(&e)),
+        };
+        let backing = self.backing_for(a.ino, true, &file, |f| reply.open_backing(f));
+        let fh = FileHandle(self.new_handle(Handle::File {
+            backing: backing.clone(),
+        }));
+        let fa = attr::file_attr(&a);
+        match backing {
+            Some(id) => {
+                reply.created_passthrough(&TTL, &fa, Generation(0), fh, FopenFlags::empty(), &id)
+            }
+            None => reply.created(&TTL, &fa, Generation(0), fh, FopenFlags::empty()),
         }
     }
 

@@ -369,14 +369,44 @@ impl Tree {
         Ok(n)
     }
 
-    /// Attributes of an inode.
+    /// Attributes of an inode. For the container's own files, size and times
+    /// come from the data file too: with FUSE passthrough the kernel writes to it
+    /// directly and the daemon never sees those writes.
     pub fn attr(&self, ino: Ino) -> FsResult<Attr> {
         let n = self.node(ino)?;
-        Ok(Attr {
-            ino,
-            meta: n.meta.clone(),
-            blocks: n.meta.size.div_ceil(512),
-        })
+        let mut meta = n.meta.clone();
+        let mut blocks = meta.size.div_ceil(512);
+        if meta.data == Data::Private {
+            let st = match &n.backing {
+                Some(f) => f.metadata(),
+                None => fs::metadata(self.data_path(ino)),
+            };
+            if let Ok(st) = st {
+                use std::os::unix::fs::MetadataExt;
+                meta.size = st.len();
+                blocks = st.blocks();
+                let mtime = Time {
+                    sec: st.mtime(),
+                    nsec: st.mtime_nsec() as u32,
+                };
+                let ctime = Time {
+                    sec: st.ctime(),
+                    nsec: st.ctime_nsec() as u32,
+                };
+                if (mtime.sec, mtime.nsec) > (meta.mtime.sec, meta.mtime.nsec) {
+                    meta.mtime = mtime;
+                }
+                if (ctime.sec, ctime.nsec) > (meta.ctime.sec, meta.ctime.nsec) {
+                    meta.ctime = ctime;
+                }
+            }
+        }
+        Ok(Attr { ino, meta, blocks })
+    }
+
+    /// Whether an inode's content is the container's own file.
+    pub fn is_private(&self, ino: Ino) -> FsResult<bool> {
+        Ok(self.node(ino)?.meta.data == Data::Private)
     }
 
     fn child(&self, parent: Ino, name: &[u8]) -> FsResult<Option<Ino>> {
@@ -844,6 +874,17 @@ impl Tree {
 
     /// A handle was closed.
     pub fn release(&mut self, ino: Ino) -> FsResult<()> {
+        if self.is_private(ino)? {
+            // Writes may have gone straight to the data file (passthrough).
+            let a = self.attr(ino)?;
+            let n = self.node_mut(ino)?;
+            if n.meta.size != a.meta.size || n.meta.mtime != a.meta.mtime {
+                n.meta.size = a.meta.size;
+                n.meta.mtime = a.meta.mtime;
+                n.meta.ctime = a.meta.ctime;
+                n.attr_dirty = true;
+            }
+        }
         let n = self.node_mut(ino)?;
         n.opens = n.opens.saturating_sub(1);
         if n.opens == 0 {
@@ -920,6 +961,25 @@ impl Tree {
             m.mtime = t.unwrap_or(now);
         }
         m.ctime = s.ctime.unwrap_or(now);
+        let (atime, mtime) = (m.atime, m.mtime);
+        if (s.atime.is_some() || s.mtime.is_some() || s.size.is_some()) && self.is_private(ino)? {
+            // Keep the data file's times equal to the set ones (attr() takes the
+            // later of the two, so writes made through passthrough still show).
+            let ts = |t: Time| rustix::fs::Timespec {
+                tv_sec: t.sec,
+                tv_nsec: t.nsec as _,
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: ts(atime),
+                last_modification: ts(mtime),
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                self.data_path(ino),
+                &times,
+                rustix::fs::AtFlags::empty(),
+            )?;
+        }
         let rec = self.meta_rec(ino);
         self.log(vec![rec])?;
         self.attr(ino)
