@@ -22,7 +22,8 @@ use crate::fs::VzFs;
 use crate::store::Store;
 use crate::store::container::{self, tree::Tree};
 use crate::store::error::{Error, IoContext, Result};
-use crate::store::meta::MetaDb;
+use crate::store::manifest::Manifest;
+use crate::store::meta::{ContainerRecord, MetaDb};
 
 /// How a container is served.
 #[derive(Clone, Copy, Debug)]
@@ -104,21 +105,24 @@ fn detach(p: &Path) -> Result<()> {
 }
 
 /// Checks common to both mount modes; returns the mount point to use.
-fn prepare(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<PathBuf> {
+fn prepare(
+    store: &Store,
+    ct: &str,
+    mountpoint: Option<&Path>,
+) -> Result<(PathBuf, ContainerRecord, Manifest)> {
     let db = MetaDb::open(store)?;
     let rec = db
         .container(ct)?
         .ok_or_else(|| Error::InUse(format!("container {ct} does not exist")))?;
-    if db
-        .versions(&rec.template)?
-        .iter()
-        .all(|t| t.version != rec.version)
-    {
-        return Err(Error::TemplateNotFound(format!(
-            "{} (the base of container {ct}; it was removed)",
-            rec.base_label()
-        )));
-    }
+    let manifest = match db.manifest(&rec.template, rec.version) {
+        Err(Error::TemplateNotFound(_)) => {
+            return Err(Error::TemplateNotFound(format!(
+                "{} (the base of container {ct}; it was removed)",
+                rec.base_label()
+            )));
+        }
+        r => r?,
+    };
     drop(db);
     if container::is_mounted(store, ct)? {
         return Err(Error::InUse(format!("container {ct} is already mounted")));
@@ -153,7 +157,7 @@ fn prepare(store: &Store, ct: &str, mountpoint: Option<&Path>) -> Result<PathBuf
             reason: "is not empty",
         });
     }
-    Ok(mnt)
+    Ok((mnt, rec, manifest))
 }
 
 /// Mount in the background: start a detached foreground daemon and wait until it
@@ -164,7 +168,8 @@ pub fn mount_background(
     mountpoint: Option<&Path>,
     opts: MountOptions,
 ) -> Result<PathBuf> {
-    let mnt = prepare(store, ct, mountpoint)?;
+    // The daemon does every check itself and reports the first failure on the
+    // pipe, so the operator sees the same message as in the foreground.
     let exe = std::env::current_exe().at("/proc/self/exe")?;
     let log_path = container::private_dir(store, ct).join("mount.log");
     let log = OpenOptions::new()
@@ -179,7 +184,7 @@ pub fn mount_background(
         .arg("--foreground")
         .args((!opts.passthrough).then_some("--no-passthrough"))
         .arg(ct)
-        .arg(&mnt)
+        .args(mountpoint)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -194,8 +199,8 @@ pub fn mount_background(
     BufReader::new(out)
         .read_line(&mut line)
         .at("mount daemon pipe")?;
-    if line.trim() == "ready" {
-        return Ok(mnt);
+    if let Some(mnt) = line.trim_end_matches('\n').strip_prefix("ready ") {
+        return Ok(PathBuf::from(mnt));
     }
     let _ = child.wait();
     let msg = line
@@ -228,18 +233,13 @@ fn serve_inner(
     mountpoint: Option<&Path>,
     opts: MountOptions,
 ) -> Result<()> {
-    let mnt = prepare(store, ct, mountpoint)?;
+    let t0 = Instant::now();
+    let (mnt, rec, manifest) = prepare(store, ct, mountpoint)?;
+    log::info!("manifest read: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     let _lock = container::try_lock_mount(store, ct)?
         .ok_or_else(|| Error::InUse(format!("container {ct} is already mounted")))?;
-    let (rec, manifest) = {
-        let db = MetaDb::open(store)?;
-        let rec = db
-            .container(ct)?
-            .ok_or_else(|| Error::InUse(format!("container {ct} does not exist")))?;
-        let m = db.manifest(&rec.template, rec.version)?;
-        (rec, m)
-    };
     let tree = Tree::load(store, &manifest, container::private_dir(store, ct))?;
+    log::info!("tree built: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     drop(manifest);
     let tree = Arc::new(Mutex::new(tree));
     let mpf = mountpoint_file(store, ct);
@@ -266,7 +266,7 @@ fn serve_inner(
     );
     {
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "ready");
+        let _ = writeln!(out, "ready {}", mnt.display());
         let _ = out.flush();
     }
     let r = session.run();

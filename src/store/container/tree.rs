@@ -213,7 +213,9 @@ impl Tree {
     ) -> crate::store::Result<Tree> {
         let data_dir = private_dir.join("data");
         fs::create_dir_all(&data_dir).at(&data_dir)?;
+        let t0 = std::time::Instant::now();
         let mut nodes = base_nodes(base);
+        log::info!("base inodes: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         let (journal, recs) = Journal::open(&private_dir)?;
         let mut tree = Tree {
             store: store.clone(),
@@ -227,8 +229,11 @@ impl Tree {
         for r in recs {
             tree.replay(r);
         }
-        tree.cleanup_after_load()?;
-        tree.compact()?;
+        let cleaned = tree.cleanup_after_load()?;
+        // A clean unmount leaves an empty journal: nothing to compact then.
+        if cleaned || !tree.journal.is_empty() {
+            tree.compact()?;
+        }
         Ok(tree)
     }
 
@@ -272,7 +277,8 @@ impl Tree {
     /// After a restart nothing is open: drop unlinked inodes, remove data files
     /// that no inode owns, and take private file sizes from the files themselves
     /// (writes reach the file before their size reaches the journal).
-    fn cleanup_after_load(&mut self) -> crate::store::Result<()> {
+    fn cleanup_after_load(&mut self) -> crate::store::Result<bool> {
+        let mut changed = false;
         let orphans: Vec<Ino> = self
             .nodes
             .iter()
@@ -282,6 +288,7 @@ impl Tree {
         for ino in orphans {
             self.nodes.remove(&ino);
             self.dirty.insert(ino);
+            changed = true;
         }
         for e in fs::read_dir(&self.data_dir).at(&self.data_dir)? {
             let e = e.at(&self.data_dir)?;
@@ -294,12 +301,16 @@ impl Tree {
             match owned {
                 Some(n) => {
                     let m = e.metadata().at(e.path())?;
+                    changed |= n.meta.size != m.len();
                     n.meta.size = m.len();
                 }
-                None => fs::remove_file(e.path()).at(e.path())?,
+                None => {
+                    fs::remove_file(e.path()).at(e.path())?;
+                    changed = true;
+                }
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Write the full set of changes as the new snapshot and empty the journal.
