@@ -241,6 +241,7 @@ fn serve_inner(
     let tree = Tree::load(store, &manifest, container::private_dir(store, ct))?;
     log::info!("tree built: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     drop(manifest);
+    crate::store::sys::release_free_memory();
     let tree = Arc::new(Mutex::new(tree));
     let mpf = mountpoint_file(store, ct);
     fs::write(&mpf, mnt.as_os_str().as_encoded_bytes()).at(&mpf)?;
@@ -256,7 +257,9 @@ fn serve_inner(
         MountOption::Exec,
     ];
     config.acl = SessionACL::All;
-    config.n_threads = Some(4);
+    // Two request threads: a slow request (a copy-up) does not stall the mount,
+    // and every mounted container costs little (1,000 mounts x threads add up).
+    config.n_threads = Some(2);
     let session =
         fuser::Session::new(VzFs::new(tree.clone(), opts.passthrough), &mnt, &config).at(&mnt)?;
     log::info!(

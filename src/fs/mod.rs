@@ -279,6 +279,8 @@ impl VzFs {
 impl Filesystem for VzFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS);
+        // Symlink targets only change through this mount: let the kernel keep them.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_CACHE_SYMLINKS);
         // Passthrough: the kernel reads (and mmaps) the objects themselves, so every
         // container shares their page cache. Needs Linux 6.9+ and CAP_SYS_ADMIN.
         if !self.want_passthrough {
@@ -477,14 +479,16 @@ impl Filesystem for VzFs {
         // Without passthrough, a read-only open may keep the kernel's page cache:
         // content only changes through this mount (or by a copy-up, which is a
         // writable open, and that one drops the cache).
-        let keep = if matches!(flags.acc_mode(), OpenAccMode::O_RDONLY) {
-            FopenFlags::FOPEN_KEEP_CACHE
+        // A read-only handle has nothing to flush: skip the FLUSH round trip on
+        // every close (tar, cat and python's imports open thousands of files).
+        let (keep, noflush) = if matches!(flags.acc_mode(), OpenAccMode::O_RDONLY) {
+            (FopenFlags::FOPEN_KEEP_CACHE, FopenFlags::FOPEN_NOFLUSH)
         } else {
-            FopenFlags::empty()
+            (FopenFlags::empty(), FopenFlags::empty())
         };
         match backing {
-            Some(id) => reply.opened_passthrough(fh, FopenFlags::empty(), &id),
-            None => reply.opened(fh, keep),
+            Some(id) => reply.opened_passthrough(fh, noflush, &id),
+            None => reply.opened(fh, keep | noflush),
         }
     }
 
