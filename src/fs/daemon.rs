@@ -172,11 +172,18 @@ pub fn mount_background(
     // pipe, so the operator sees the same message as in the foreground.
     let exe = std::env::current_exe().at("/proc/self/exe")?;
     let log_path = container::private_dir(store, ct).join("mount.log");
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .at(&log_path)?;
+    // No private area means no such container: the daemon says so on the pipe.
+    let log = if container::private_dir(store, ct).is_dir() {
+        Stdio::from(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .at(&log_path)?,
+        )
+    } else {
+        Stdio::null()
+    };
     let mut child = Command::new(exe)
         .arg("--store")
         .arg(store.root())

@@ -1105,7 +1105,8 @@ fn new_node(meta: Meta) -> Node {
 
 /// The inodes of a base manifest (see the module doc for numbering).
 fn base_nodes(m: &Manifest) -> FastMap<Ino, Node> {
-    let mut nodes: FastMap<Ino, Node> = FastMap::with_capacity_and_hasher(m.entries.len(), Default::default());
+    let mut nodes: FastMap<Ino, Node> =
+        FastMap::with_capacity_and_hasher(m.entries.len(), Default::default());
     let mut dirs: FastMap<&[u8], Ino> = FastMap::default();
     let mut leaders: FastMap<u32, Ino> = FastMap::default();
     for (i, e) in m.entries.iter().enumerate() {
