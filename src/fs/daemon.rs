@@ -245,9 +245,8 @@ fn serve_inner(
     log::info!("manifest read: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     let _lock = container::try_lock_mount(store, ct)?
         .ok_or_else(|| Error::InUse(format!("container {ct} is already mounted")))?;
-    let tree = Tree::load(store, &manifest, container::private_dir(store, ct))?;
+    let tree = Tree::load(store, manifest, container::private_dir(store, ct))?;
     log::info!("tree built: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
-    drop(manifest);
     crate::store::sys::release_free_memory();
     let tree = Arc::new(Mutex::new(tree));
     let mpf = mountpoint_file(store, ct);

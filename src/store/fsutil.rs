@@ -219,6 +219,14 @@ pub fn lock_exclusive(file: &File, wait: bool) -> io::Result<bool> {
     }
 }
 
+/// Start writing a file's dirty pages to disk without waiting (posix_fadvise
+/// DONTNEED starts writeback of dirty pages and drops only pages already clean).
+/// Ingest calls it on each staged object so that the one `syncfs` before publish
+/// finds most data already on disk instead of waiting for all of it.
+pub fn start_writeback(file: &File) {
+    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+}
+
 /// Flush every dirty page and inode of the file system holding `path` to disk.
 pub fn sync_fs(path: &Path) -> io::Result<()> {
     let f = File::open(path)?;

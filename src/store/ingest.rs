@@ -419,6 +419,7 @@ fn store_file(
                 check_unchanged(path, &before, &file.metadata().at(path)?)?;
             }
         }
+        fsutil::start_writeback(&out);
         session.staged(staged, hash);
         counters.new_objects.fetch_add(1, Ordering::Relaxed);
         counters.new_bytes.fetch_add(size, Ordering::Relaxed);

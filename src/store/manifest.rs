@@ -190,6 +190,27 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Fuzz-style: the decoder never panics, whatever the bytes, including
+        /// valid frames with damaged bodies.
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = Manifest::decode(&data);
+            let mut framed = MAGIC.to_vec();
+            framed.extend(zstd::bulk::compress(&data, 1).unwrap());
+            let _ = Manifest::decode(&framed);
+        }
+
+        /// Flipping any byte of a valid encoding never panics either.
+        #[test]
+        fn damaged_encoding_never_panics(pos in 0usize..4096, bit in 0u8..8) {
+            let mut enc = sample().encode();
+            let p = pos % enc.len();
+            enc[p] ^= 1 << bit;
+            let _ = Manifest::decode(&enc);
+        }
+    }
+
     #[test]
     fn rejects_garbage() {
         assert!(matches!(Manifest::decode(b"nope"), Err(DecodeError::Magic)));

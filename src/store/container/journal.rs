@@ -185,6 +185,16 @@ impl Journal {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Fuzz-style: parsing arbitrary bytes never panics and never claims more
+        /// valid bytes than there are.
+        #[test]
+        fn parse_never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+            let (_, valid) = parse(&data);
+            proptest::prop_assert!(valid <= data.len());
+        }
+    }
+
     #[test]
     fn torn_tail_is_cut() {
         let d = tempfile::tempdir().unwrap();
