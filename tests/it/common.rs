@@ -440,3 +440,36 @@ pub fn du_b1(p: &Path) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// A debootstrap bookworm `minbase` root with `include`d packages, built once into
+/// `/var/cache/vzstore/NAME` (network to a Debian mirror needed the first time;
+/// `probe` is a path that exists once it is complete). Apt's downloaded .debs
+/// are deleted, as a template would be.
+pub fn debian_root(name: &str, include: Option<&str>, probe: &str) -> PathBuf {
+    let dir = PathBuf::from("/var/cache/vzstore").join(name);
+    if dir.join(probe).exists() {
+        return dir;
+    }
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    let mut cmd = Command::new("debootstrap");
+    cmd.arg("--variant=minbase");
+    if let Some(pkgs) = include {
+        cmd.arg(format!("--include={pkgs}"));
+    }
+    let st = cmd
+        .arg("bookworm")
+        .arg(&dir)
+        .status()
+        .expect("debootstrap is not installed (tools/setup.sh installs it)");
+    assert!(st.success(), "debootstrap of {name} failed");
+    for e in fs::read_dir(dir.join("var/cache/apt/archives"))
+        .unwrap()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "deb") {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    dir
+}

@@ -6,36 +6,13 @@ use std::process::Command;
 
 use crate::common::*;
 
-/// The larger debootstrap bookworm root (python3, perl, openssh-server, curl, git),
-/// built once into /var/cache/vzstore (network needed the first time).
+/// The larger debootstrap bookworm root (python3, perl, openssh-server, curl, git).
 pub fn debian_large() -> PathBuf {
-    let dir = PathBuf::from("/var/cache/vzstore/debian-large");
-    if dir.join("usr/bin/python3").exists() {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    let st = Command::new("debootstrap")
-        .args([
-            "--variant=minbase",
-            "--include=python3,perl,openssh-server,curl,git",
-            "bookworm",
-        ])
-        .arg(&dir)
-        .status()
-        .expect("debootstrap is not installed (tools/setup.sh installs it)");
-    assert!(
-        st.success(),
-        "debootstrap of the larger bookworm root failed"
-    );
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "rm -f {}/var/cache/apt/archives/*.deb",
-            dir.display()
-        ))
-        .status();
-    dir
+    debian_root(
+        "debian-large",
+        Some("python3,perl,openssh-server,curl,git"),
+        "usr/bin/python3",
+    )
 }
 
 fn chroot(root: &std::path::Path, script: &str) -> String {

@@ -1,36 +1,16 @@
 //! Real data: a debootstrap Debian root and the host's own /usr.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::*;
 
-/// A debootstrap `minbase` bookworm root, built once and cached (network needed the
-/// first time). `VZSTORE_DEBIAN_MINBASE` points at an existing one.
+/// The debootstrap `minbase` bookworm root (`VZSTORE_DEBIAN_MINBASE` points at an
+/// existing one).
 pub fn debian_minbase() -> PathBuf {
     if let Ok(p) = std::env::var("VZSTORE_DEBIAN_MINBASE") {
         return PathBuf::from(p);
     }
-    let dir = PathBuf::from("/var/cache/vzstore/debian-minbase");
-    if dir.join("usr/bin/dpkg").exists() {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    let st = Command::new("debootstrap")
-        .args(["--variant=minbase", "bookworm"])
-        .arg(&dir)
-        .status()
-        .expect("debootstrap is not installed (tools/setup.sh installs it)");
-    assert!(st.success(), "debootstrap of bookworm minbase failed");
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "rm -f {}/var/cache/apt/archives/*.deb",
-            dir.display()
-        ))
-        .status();
-    dir
+    debian_root("debian-minbase", None, "usr/bin/dpkg")
 }
 
 fn round_trip(src: &Path, name: &str) {
