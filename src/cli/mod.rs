@@ -6,7 +6,7 @@ mod output;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 use vzstore::store::meta::MetaDb;
 use vzstore::store::name::TemplateRef;
@@ -44,40 +44,7 @@ pub fn run() -> Result<ExitCode> {
         } => {
             let st = Store::open(&root)?;
             let r = TemplateRef::parse(&template)?;
-            let db = MetaDb::open(&st)?;
-            let targets = match r.version {
-                Some(_) => vec![db.resolve(&r)?],
-                None => {
-                    let v = db.versions(&r.name)?;
-                    if v.is_empty() {
-                        bail!("template {} not found", r.name);
-                    }
-                    if v.len() > 1 && !all {
-                        let labels: Vec<_> = v.iter().map(|t| t.label()).collect();
-                        bail!(
-                            "template {} has {} versions ({}); name one as NAME@V, or pass --all",
-                            r.name,
-                            v.len(),
-                            labels.join(", ")
-                        );
-                    }
-                    v
-                }
-            };
-            drop(db);
-            for t in &targets {
-                let users = store::container::users_of(&st, &t.name, t.version)?;
-                if !users.is_empty() {
-                    bail!(
-                        "template {} is used by container {}; destroy those containers first",
-                        t.label(),
-                        users.join(", ")
-                    );
-                }
-            }
-            let db = MetaDb::open(&st)?;
-            for t in targets {
-                db.remove_template(&t.name, t.version)?;
+            for t in store::template::remove(&st, &r, all)? {
                 println!("removed template {}", t.label());
             }
             println!("run `vzstore gc` to free objects nothing else uses");

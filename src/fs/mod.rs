@@ -110,41 +110,42 @@ impl VzFs {
         }
     }
 
-    /// The backing id for an open of `ino`, registering `file` with the kernel if
-    /// no handle of the inode has one. `None` when passthrough is off; the first
-    /// failure turns it off for the mount (logged once) and reads are served by
-    /// the daemon.
+    /// The backing id for an open of `ino`: a live one of the inode if there is
+    /// one, else its backing file registered with the kernel. `None` when
+    /// passthrough is off; the first failure turns it off for the mount (logged
+    /// once) and reads are served by the daemon. (Keeping ids of shared objects
+    /// registered after their last close was tried: it saved nothing measurable,
+    /// the OPEN round trip itself is the cost.)
     fn backing_for(
         &self,
         ino: u64,
         private: bool,
-        file: &File,
         open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
-    ) -> Option<Arc<BackingId>> {
+    ) -> FsResult<Option<Arc<BackingId>>> {
         if !self.passthrough.enabled.load(Ordering::Relaxed) {
-            return None;
+            return Ok(None);
         }
-        let mut map = self
-            .passthrough
-            .by_inode
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let pt = &self.passthrough;
+        let mut map = pt.by_inode.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(id) = map.get(&(ino, private)).and_then(Weak::upgrade) {
-            return Some(id);
+            return Ok(Some(id));
         }
-        match open_backing(file) {
+        let file = self.tree().backing(ino)?;
+        match open_backing(&file) {
             Ok(id) => {
                 let id = Arc::new(id);
-                map.retain(|_, w| w.strong_count() > 0);
+                if map.len() > 1024 {
+                    map.retain(|_, w| w.strong_count() > 0);
+                }
                 map.insert((ino, private), Arc::downgrade(&id));
-                Some(id)
+                Ok(Some(id))
             }
             Err(e) => {
-                self.passthrough.enabled.store(false, Ordering::Relaxed);
+                pt.enabled.store(false, Ordering::Relaxed);
                 log::warn!(
                     "FUSE passthrough failed ({e}); reads and writes are served by the daemon from now on"
                 );
-                None
+                Ok(None)
             }
         }
     }
@@ -163,13 +164,11 @@ impl VzFs {
         fh
     }
 
-    /// Open a file: its backing file and whether that is the container's own.
-    fn do_open(&self, ino: u64, flags: OpenFlags) -> FsResult<(Arc<File>, bool)> {
+    /// Open a file; returns whether its content is the container's own.
+    fn do_open(&self, ino: u64, flags: OpenFlags) -> FsResult<bool> {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let trunc = flags.0 & libc::O_TRUNC != 0;
-        let mut t = self.tree();
-        let f = t.open(ino, write, trunc)?;
-        Ok((f, t.is_private(ino)?))
+        self.tree().open(ino, write, trunc)
     }
 
     fn do_read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
@@ -194,18 +193,12 @@ impl VzFs {
         Ok(data.len() as u32)
     }
 
-    fn do_create(
-        &self,
-        req: &Request,
-        parent: u64,
-        name: &OsStr,
-        mode: u32,
-    ) -> FsResult<(Attr, Arc<File>)> {
+    fn do_create(&self, req: &Request, parent: u64, name: &OsStr, mode: u32) -> FsResult<Attr> {
         let mut t = self.tree();
         let new = NewNode::new(Kind::File, mode);
         let a = t.make_node(parent, name.as_bytes(), new, caller(req))?;
-        let f = t.open(a.ino, true, false)?;
-        Ok((a, f))
+        t.open(a.ino, true, false)?;
+        Ok(a)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -468,11 +461,17 @@ impl Filesystem for VzFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (file, private) = match self.do_open(ino.0, flags) {
-            Ok(x) => x,
+        let private = match self.do_open(ino.0, flags) {
+            Ok(p) => p,
             Err(e) => return reply.error(errno::to_errno(&e)),
         };
-        let backing = self.backing_for(ino.0, private, &file, |f| reply.open_backing(f));
+        let backing = match self.backing_for(ino.0, private, |f| reply.open_backing(f)) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = self.tree().release(ino.0); // the kernel will not release it
+                return reply.error(errno::to_errno(&e));
+            }
+        };
         let fh = FileHandle(self.new_handle(Handle::File {
             backing: backing.clone(),
         }));
@@ -725,11 +724,19 @@ impl Filesystem for VzFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let (a, file) = match self.do_create(req, parent.0, name, mode) {
-            Ok(x) => x,
+        let a = match self.do_create(req, parent.0, name, mode) {
+            Ok(a) => a,
             Err(e) => return reply.error(errno::to_errno(&e)),
         };
-        let backing = self.backing_for(a.ino, true, &file, |f| reply.open_backing(f));
+        let backing = match self.backing_for(a.ino, true, |f| reply.open_backing(f)) {
+            Ok(b) => b,
+            Err(e) => {
+                let mut t = self.tree();
+                let _ = t.release(a.ino);
+                t.forget(a.ino, 1); // the kernel never saw the entry
+                return reply.error(errno::to_errno(&e));
+            }
+        };
         let fh = FileHandle(self.new_handle(Handle::File {
             backing: backing.clone(),
         }));

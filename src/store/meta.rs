@@ -255,6 +255,16 @@ impl MetaDb {
         self.write(batch)
     }
 
+    /// Remove several template versions, all or none.
+    pub fn remove_templates(&self, targets: &[TemplateRecord]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for t in targets {
+            batch.delete(tkey(b't', &t.name, t.version));
+            batch.delete(tkey(b'm', &t.name, t.version));
+        }
+        self.write(batch)
+    }
+
     /// Every container, sorted by name.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
         Ok(self.scan(b"c/")?.into_iter().map(|(_, r)| r).collect())

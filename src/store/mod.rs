@@ -27,6 +27,7 @@ pub mod objects;
 pub mod report;
 pub mod session;
 pub mod sys;
+pub mod template;
 pub mod verify;
 
 use std::fs;

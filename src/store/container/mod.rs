@@ -104,13 +104,3 @@ pub fn destroy(store: &Store, name: &str) -> Result<()> {
     fs::remove_dir_all(&dir).at(&dir)?;
     Ok(())
 }
-
-/// Containers based on a template version.
-pub fn users_of(store: &Store, template: &str, version: u32) -> Result<Vec<String>> {
-    Ok(MetaDb::open(store)?
-        .containers()?
-        .into_iter()
-        .filter(|c| c.template == template && c.version == version)
-        .map(|c| c.name)
-        .collect())
-}

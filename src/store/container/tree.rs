@@ -857,8 +857,9 @@ impl Tree {
     }
 
     /// Open a regular file: copies it up first when opened for writing. Returns
-    /// the backing file (shared with other handles of the inode).
-    pub fn open(&mut self, ino: Ino, write: bool, truncate: bool) -> FsResult<Arc<File>> {
+    /// whether its content is now the container's own; [`Tree::backing`] gives the
+    /// file itself (opened only when needed).
+    pub fn open(&mut self, ino: Ino, write: bool, truncate: bool) -> FsResult<bool> {
         let kind = self.node(ino)?.meta.kind;
         if kind == Kind::Dir {
             return Err(FsError::IsDir);
@@ -869,9 +870,8 @@ impl Tree {
         if write {
             self.make_private(ino, !truncate)?;
         }
-        let f = self.backing(ino)?;
         self.node_mut(ino)?.opens += 1;
-        Ok(f)
+        self.is_private(ino)
     }
 
     /// The open file holding an inode's content (object read-only, or private

@@ -1,0 +1,51 @@
+//! Operations on templates as a whole (ingest and export have their own modules).
+
+use crate::store::Store;
+use crate::store::error::{Error, Result};
+use crate::store::meta::{MetaDb, TemplateRecord};
+use crate::store::name::TemplateRef;
+
+/// Remove template versions, all in one database batch, under one database open
+/// (so no container can be created on them meanwhile). `NAME@V` removes that
+/// version; `NAME` removes the only version, or every version with `all`.
+/// Refuses versions that containers use. Their objects become garbage for `gc`
+/// unless something else uses them.
+pub fn remove(store: &Store, r: &TemplateRef, all: bool) -> Result<Vec<TemplateRecord>> {
+    let db = MetaDb::open(store)?;
+    let targets = match r.version {
+        Some(_) => vec![db.resolve(r)?],
+        None => {
+            let versions = db.versions(&r.name)?;
+            if versions.is_empty() {
+                return Err(Error::TemplateNotFound(r.name.clone()));
+            }
+            if versions.len() > 1 && !all {
+                let labels: Vec<_> = versions.iter().map(|t| t.label()).collect();
+                return Err(Error::InUse(format!(
+                    "template {} has {} versions ({}); name one as NAME@V, or pass --all",
+                    r.name,
+                    versions.len(),
+                    labels.join(", ")
+                )));
+            }
+            versions
+        }
+    };
+    let containers = db.containers()?;
+    for t in &targets {
+        let users: Vec<&str> = containers
+            .iter()
+            .filter(|c| c.template == t.name && c.version == t.version)
+            .map(|c| c.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::InUse(format!(
+                "template {} is used by container {}; destroy those containers first",
+                t.label(),
+                users.join(", ")
+            )));
+        }
+    }
+    db.remove_templates(&targets)?;
+    Ok(targets)
+}
