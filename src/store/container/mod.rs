@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod journal;
+pub mod table;
 pub mod tree;
 
 use std::fs::{self, File, OpenOptions};

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::Store;
 use crate::store::container::error::{FsError, FsResult};
 use crate::store::container::journal::{Journal, Rec};
+use crate::store::container::table::NodeTable;
 use crate::store::error::IoContext;
 use crate::store::fsutil;
 use crate::store::hash::Hash;
@@ -216,7 +217,7 @@ pub struct DirEntry {
 pub struct Tree {
     store: Store,
     data_dir: PathBuf,
-    nodes: FastMap<Ino, Node>,
+    nodes: NodeTable<Node>,
     next_ino: Ino,
     journal: Journal,
     /// Inodes changed since the base: what a snapshot must hold.
@@ -241,18 +242,17 @@ impl Tree {
         fs::create_dir_all(&data_dir).at(&data_dir)?;
         let t0 = std::time::Instant::now();
         let next_ino = base.entries.len() as Ino + 1;
-        let mut nodes = base_nodes(base);
+        let nodes = base_nodes(base);
         log::info!("base inodes: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         let (journal, recs) = Journal::open(&private_dir)?;
         let mut tree = Tree {
             store: store.clone(),
             data_dir,
             next_ino,
-            nodes: FastMap::default(),
+            nodes,
             journal,
             dirty: HashSet::new(),
         };
-        std::mem::swap(&mut tree.nodes, &mut nodes);
         for r in recs {
             tree.replay(r);
         }
@@ -310,7 +310,7 @@ impl Tree {
             .nodes
             .iter()
             .filter(|(_, n)| n.meta.nlink == 0)
-            .map(|(i, _)| *i)
+            .map(|(i, _)| i)
             .collect();
         for ino in orphans {
             self.nodes.remove(&ino);
@@ -388,7 +388,10 @@ impl Tree {
     }
 
     fn meta_rec(&self, ino: Ino) -> Rec {
-        Rec::Meta(ino, self.nodes[&ino].meta.clone())
+        match self.nodes.get(&ino) {
+            Some(n) => Rec::Meta(ino, n.meta.clone()),
+            None => Rec::Drop(ino),
+        }
     }
 
     fn node(&self, ino: Ino) -> FsResult<&Node> {
@@ -940,7 +943,7 @@ impl Tree {
                 .nodes
                 .iter()
                 .filter(|(_, n)| n.attr_dirty)
-                .map(|(i, _)| *i)
+                .map(|(i, _)| i)
                 .collect(),
         };
         let mut recs = Vec::new();
@@ -1103,9 +1106,8 @@ fn new_node(meta: Meta) -> Node {
 /// The inodes of a base manifest (see the module doc for numbering). Consumes the
 /// manifest so that names, targets and xattrs move instead of being copied: this
 /// runs on every mount and dominates the mount time of large templates.
-fn base_nodes(m: Manifest) -> FastMap<Ino, Node> {
-    let mut nodes: FastMap<Ino, Node> =
-        FastMap::with_capacity_and_hasher(m.entries.len(), Default::default());
+fn base_nodes(m: Manifest) -> NodeTable<Node> {
+    let mut nodes: NodeTable<Node> = NodeTable::with_base_len(m.entries.len());
     let mut dirs: FastMap<Vec<u8>, Ino> = FastMap::default();
     let mut leaders: FastMap<u32, Ino> = FastMap::default();
     for (i, e) in m.entries.into_iter().enumerate() {
@@ -1140,7 +1142,7 @@ fn base_nodes(m: Manifest) -> FastMap<Ino, Node> {
                 p.meta.nlink += 1;
             }
         }
-        if let std::collections::hash_map::Entry::Vacant(slot) = nodes.entry(ino) {
+        if !nodes.contains_key(&ino) {
             let t = Time {
                 sec: e.mtime_sec,
                 nsec: e.mtime_nsec,
@@ -1165,7 +1167,7 @@ fn base_nodes(m: Manifest) -> FastMap<Ino, Node> {
                 data,
                 parent,
             };
-            slot.insert(new_node(meta));
+            nodes.insert(ino, new_node(meta));
         }
         if !is_root {
             let mut name = e.path;
@@ -1195,7 +1197,7 @@ pub struct TreeUsage {
 /// Usage of a container tree: `base` plus the records in `private_dir`.
 pub fn usage(base: &Manifest, private_dir: &std::path::Path) -> crate::store::Result<TreeUsage> {
     let mut metas: HashMap<Ino, Meta> = base_nodes(base.clone())
-        .into_iter()
+        .into_nodes()
         .map(|(i, n)| (i, n.meta))
         .collect();
     for r in crate::store::container::journal::read_records(private_dir)? {
