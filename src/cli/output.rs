@@ -60,19 +60,39 @@ pub fn ingest_summary(s: &IngestSummary) -> String {
 
 pub fn templates(list: &[TemplateRecord]) {
     println!(
-        "{:<32} {:>8} {:>12} {:>10}  SOURCE",
-        "TEMPLATE", "ENTRIES", "LOGICAL", "CREATED"
+        "{:<32} {:>8} {:>12} {:>16}  SOURCE",
+        "TEMPLATE", "ENTRIES", "LOGICAL", "CREATED (UTC)"
     );
     for t in list {
         println!(
-            "{:<32} {:>8} {:>12} {:>10}  {}",
+            "{:<32} {:>8} {:>12} {:>16}  {}",
             t.label(),
             t.entries,
             HumanBytes(t.logical_bytes).to_string(),
-            t.created,
+            utc(t.created),
             t.source
         );
     }
+}
+
+/// `YYYY-MM-DD HH:MM` of seconds since the epoch (UTC; proleptic Gregorian).
+fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 pub fn report(r: &Report) {
@@ -180,4 +200,15 @@ pub fn containers(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00");
+        assert_eq!(super::utc(1_795_809_900), "2026-11-27 20:05"); // date -u -d @1795809900
+        assert_eq!(super::utc(-86_400), "1969-12-31 00:00");
+    }
 }
