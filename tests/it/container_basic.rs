@@ -228,3 +228,29 @@ fn passthrough_is_used_and_logged() {
     assert!(log.contains("passthrough not requested"), "{log}");
     m.umount();
 }
+
+/// gc keeps everything a container references: its base version cannot be
+/// removed while the container exists, and gc beside a mounted container leaves
+/// every file readable.
+#[test]
+fn gc_keeps_objects_of_containers() {
+    let (t, store, src) = fixture_store();
+    vz_ok(&store, &["create", "c1", "--template", "fx"]);
+    // A new version of the template with different content; then try to drop v1.
+    let src2 = t.path().join("src2");
+    fs::create_dir(&src2).unwrap();
+    fs::write(src2.join("only-in-v2"), noise(99, 5000)).unwrap();
+    vz_ok(&store, &["ingest", src2.to_str().unwrap(), "--name", "fx"]);
+    let err = vz_err(&store, &["templates", "rm", "fx@1"]);
+    assert!(err.contains("used by container c1"), "{err}");
+    let m = Mounted::new(&store, "c1");
+    let out = vz_ok(&store, &["gc"]);
+    assert!(out.contains("removed 0 of"), "{out}");
+    assert_same_tree(&src, &m.path);
+    m.umount();
+    vz_ok(&store, &["destroy", "c1"]);
+    vz_ok(&store, &["templates", "rm", "fx@1"]);
+    let out = vz_ok(&store, &["gc"]);
+    assert!(!out.contains("removed 0 of"), "{out}");
+    assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
+}
