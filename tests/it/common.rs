@@ -369,8 +369,29 @@ impl Mounted {
     /// Mount container `name` at its default mount point; fails the test loudly
     /// if the mount does not come up.
     pub fn new(store: &Path, name: &str) -> Mounted {
-        let out = vz_ok(store, &["mount", name]);
-        assert!(out.contains("mounted container"), "{out}");
+        Mounted::mount(store, name, &[], false)
+    }
+
+    /// Mount with extra `mount` flags and the daemon logging at info level.
+    pub fn with_log(store: &Path, name: &str, flags: &[&str]) -> Mounted {
+        Mounted::mount(store, name, flags, true)
+    }
+
+    fn mount(store: &Path, name: &str, flags: &[&str], info_log: bool) -> Mounted {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--store")
+            .arg(store)
+            .args(["mount", name])
+            .args(flags);
+        if info_log {
+            cmd.env("RUST_LOG", "info");
+        }
+        let out = cmd.output().expect("run vzstore mount");
+        assert!(
+            out.status.success(),
+            "vzstore mount {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let path = store.join("root").join(name);
         let st = fs::metadata(&path).expect("stat of the mount point");
         assert_eq!(st.ino(), 1, "{} is not our FUSE root", path.display());

@@ -173,23 +173,7 @@ pub fn kill_daemon(store: &std::path::Path, name: &str) {
 fn passthrough_is_used_and_logged() {
     let (_t, store, src) = fixture_store();
     vz_ok(&store, &["create", "c1", "c2", "--template", "fx"]);
-    let out = std::process::Command::new(bin())
-        .arg("--store")
-        .arg(&store)
-        .args(["mount", "c1"])
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m = Mounted {
-        store: store.clone(),
-        name: "c1".into(),
-        path: store.join("root/c1"),
-    };
+    let m = Mounted::with_log(&store, "c1", &[]);
     assert_eq!(
         fs::read(m.path.join("usr/bin/big")).unwrap(),
         fs::read(src.join("usr/bin/big")).unwrap()
@@ -207,19 +191,7 @@ fn passthrough_is_used_and_logged() {
     );
     m.umount();
     // --no-passthrough is honoured and logged.
-    let out = std::process::Command::new(bin())
-        .arg("--store")
-        .arg(&store)
-        .args(["mount", "c2", "--no-passthrough"])
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let m = Mounted {
-        store: store.clone(),
-        name: "c2".into(),
-        path: store.join("root/c2"),
-    };
+    let m = Mounted::with_log(&store, "c2", &["--no-passthrough"]);
     assert_eq!(
         fs::read(m.path.join("usr/bin/big")).unwrap(),
         fs::read(src.join("usr/bin/big")).unwrap()
