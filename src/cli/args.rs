@@ -61,6 +61,7 @@ pub enum Command {
     List,
     /// Remove a container and its private area.
     Destroy {
+        /// Container name.
         name: String,
         /// Unmount it first if it is mounted.
         #[arg(long)]
@@ -68,6 +69,7 @@ pub enum Command {
     },
     /// Serve a container's root read-write through FUSE.
     Mount {
+        /// Container name.
         name: String,
         /// Mount point (default: STORE/root/NAME); must be an empty directory.
         mountpoint: Option<PathBuf>,
@@ -80,7 +82,10 @@ pub enum Command {
         no_passthrough: bool,
     },
     /// Unmount a container (also cleans up a stale mount of a crashed daemon).
-    Umount { name: String },
+    Umount {
+        /// Container name.
+        name: String,
+    },
     /// Logical, stored, shared and exclusive bytes per template and for the store.
     Report {
         /// Print JSON instead of a table.
