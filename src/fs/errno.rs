@@ -2,7 +2,6 @@
 
 use fuser::Errno;
 
-use crate::store::Error;
 use crate::store::container::error::FsError;
 
 /// The errno the kernel should see for `e`. Never ENOSYS (the kernel would cache
@@ -23,8 +22,7 @@ pub fn to_errno(e: &FsError) -> Errno {
         FsError::NotSupported => libc::EOPNOTSUPP,
         FsError::Stale => libc::ESTALE,
         FsError::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
-        FsError::Store(Error::Io { err, .. }) => err.raw_os_error().unwrap_or(libc::EIO),
-        FsError::Store(_) => libc::EIO,
+        FsError::Store(e) => e.raw_os_error().unwrap_or(libc::EIO),
     };
     if code == libc::ENOSYS {
         return Errno::from_i32(libc::EIO);

@@ -233,9 +233,3 @@ pub fn sync_fs(path: &Path) -> io::Result<()> {
     rustix::fs::syncfs(&f)?;
     Ok(())
 }
-
-/// Allocated bytes of a file (what `du` counts), from its stat.
-pub fn allocated(meta: &std::fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.blocks() * 512
-}

@@ -333,8 +333,3 @@ fn stat_key(dev: u64, ino: u64) -> Vec<u8> {
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("encoding to a Vec cannot fail")
 }
-
-/// Label for a manifest key, used in messages: `name@version`.
-pub fn label(name: &str, version: u32) -> String {
-    format!("{name}@{version}")
-}

@@ -84,7 +84,7 @@ pub fn report(store: &Store) -> Result<Report> {
         for c in db.containers()? {
             let dir = crate::store::container::private_dir(store, &c.name);
             let u = match db.manifest(&c.template, c.version) {
-                Ok(m) => crate::store::container::tree::usage(&m, &dir)?,
+                Ok(m) => crate::store::container::tree::usage(m, &dir)?,
                 Err(_) => Default::default(), // base removed: nothing is shared
             };
             containers.push(ContainerUsage {

@@ -71,11 +71,6 @@ impl Session {
         })
     }
 
-    /// The session's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Protect `hash` from `gc` until the session ends. Call before checking
     /// whether the object exists.
     pub fn pin(&self, hash: &Hash) -> Result<()> {

@@ -1081,7 +1081,7 @@ impl Tree {
         self.log(vec![rec])
     }
 
-    /// Bytes of private data and the number of inodes, for statfs.
+    /// Number of live inodes, for statfs.
     pub fn inode_count(&self) -> u64 {
         self.nodes.len() as u64
     }
@@ -1195,8 +1195,8 @@ pub struct TreeUsage {
 }
 
 /// Usage of a container tree: `base` plus the records in `private_dir`.
-pub fn usage(base: &Manifest, private_dir: &std::path::Path) -> crate::store::Result<TreeUsage> {
-    let mut metas: HashMap<Ino, Meta> = base_nodes(base.clone())
+pub fn usage(base: Manifest, private_dir: &std::path::Path) -> crate::store::Result<TreeUsage> {
+    let mut metas: HashMap<Ino, Meta> = base_nodes(base)
         .into_nodes()
         .map(|(i, n)| (i, n.meta))
         .collect();
