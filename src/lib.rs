@@ -1,10 +1,20 @@
 //! vzstore: a content-addressed, deduplicating template store for OS containers.
 //!
-//! Layers (arrows point one way): `cli` -> `fs` -> `store`.
-//! - [`store`] is the core: objects, metadata, manifests, ingest, export, verify,
-//!   gc and reports. It knows nothing of FUSE or the command line.
-//! - [`fs`] serves a container's tree through FUSE (fuser); thin, no semantics.
-//! - `cli` lives in the binary and only parses, calls the store and prints.
+//! Layers, each folder one part (arrows point one way, see ARCHITECTURE.md):
+//!
+//! ```text
+//! cli (binary) -> mount -> daemon -> container -> ingest -> store
+//! ```
+//!
+//! - [`store`]: the core. Objects, the catalog (RocksDB), write sessions, gc,
+//!   verify, reports, export. Knows nothing of FUSE or the command line.
+//! - [`ingest`]: the ingest pipeline and its sources (a directory today).
+//! - [`container`]: a container's inode tree, its journal and its usage.
+//! - [`daemon`]: starting detached daemons, readiness, the mount table.
+//! - [`mount`]: the backend seam and the FUSE backend (fuser).
 
-pub mod fs;
+pub mod container;
+pub mod daemon;
+pub mod ingest;
+pub mod mount;
 pub mod store;

@@ -1,12 +1,23 @@
 //! The `vzstore` binary: parse the command line, run one command, print. All the
-//! work is in the library (`vzstore::store`); errors become one message and exit 1.
+//! work is in the library; errors become one message and exit 1.
 
 mod cli;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
+    // A daemon's log is its stderr (a file): bounded, whatever the requests.
+    let daemon = std::env::args().any(|a| a == "--foreground");
+    let mut log =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    if daemon {
+        log.target(env_logger::Target::Pipe(Box::new(
+            vzstore::daemon::CappedLog::new(),
+        )));
+    }
+    log.init();
     match cli::run() {
         Ok(code) => code,
         Err(e) => {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// A content-addressed, deduplicating template store for OS containers.
 #[derive(Parser, Debug)]
@@ -45,7 +45,15 @@ pub enum Command {
         dest: PathBuf,
     },
     /// Re-hash every object and check every reference; exit 1 if anything is wrong.
-    Verify,
+    Verify {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Restore corrupt or missing objects from these sources (directories
+        /// holding the same content, e.g. the trees the templates came from).
+        #[arg(long, value_name = "SRC", num_args = 1..)]
+        repair: Vec<PathBuf>,
+    },
     /// Remove objects nothing references; safe while ingests run.
     Gc,
     /// Create containers from a template version (kilobytes, milliseconds each).
@@ -56,6 +64,9 @@ pub enum Command {
         /// NAME or NAME@VERSION of the base template (latest when omitted).
         #[arg(long)]
         template: String,
+        /// How the container's root is served.
+        #[arg(long, value_enum, default_value_t = BackendArg::Fuse)]
+        backend: BackendArg,
     },
     /// List containers: base template, mounted or not, private bytes.
     List,
@@ -104,4 +115,19 @@ pub enum TemplatesCmd {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// `--backend` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BackendArg {
+    /// A FUSE daemon per mounted container (passthrough where the kernel offers it).
+    Fuse,
+}
+
+impl From<BackendArg> for vzstore::store::catalog::Backend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Fuse => vzstore::store::catalog::Backend::Fuse,
+        }
+    }
 }

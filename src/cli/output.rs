@@ -1,10 +1,10 @@
 //! Human output: the ingest progress bar, summary lines and tables.
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vzstore::store::ingest::{IngestSummary, Progress};
-use vzstore::store::meta::TemplateRecord;
+use vzstore::ingest::{IngestSummary, Progress};
+use vzstore::store::catalog::{ContainerRecord, TemplateRecord};
 use vzstore::store::report::Report;
-use vzstore::store::verify::VerifyReport;
+use vzstore::store::verify::{Problem, RepairSummary, VerifyReport};
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
 pub struct IngestBar(ProgressBar);
@@ -140,11 +140,18 @@ pub fn report(r: &Report) {
 }
 
 pub fn verify(r: &VerifyReport) {
-    for (h, users) in &r.corrupt {
-        println!("CORRUPT object {h} (used by: {})", join(users));
-    }
-    for (h, users) in &r.missing {
-        println!("MISSING object {h} (used by: {})", join(users));
+    for b in &r.bad {
+        let what = match b.problem {
+            Problem::Corrupt => "CORRUPT",
+            Problem::Missing => "MISSING",
+        };
+        println!("{what} object {} (used by: {})", b.hash, join(&b.templates));
+        for p in &b.paths {
+            println!("  file {p}");
+        }
+        if !b.containers.is_empty() {
+            println!("  containers: {}", join(&b.containers));
+        }
     }
     for (p, e) in &r.unreadable {
         println!("UNREADABLE {}: {e}", p.display());
@@ -155,19 +162,29 @@ pub fn verify(r: &VerifyReport) {
     for p in &r.strays {
         println!("note: stray file {}", p.display());
     }
+    let count = |p| r.with_problem(p).count();
     println!(
         "verify: {} objects ({}) re-hashed, {} templates checked: {} corrupt, {} missing, {} unreadable, {} bad records; {} unreferenced objects, {} crashed sessions (gc removes both) -> {}",
         r.objects_checked,
         HumanBytes(r.bytes_checked),
         r.templates_checked,
-        r.corrupt.len(),
-        r.missing.len(),
+        count(Problem::Corrupt),
+        count(Problem::Missing),
         r.unreadable.len(),
         r.bad_records.len(),
         r.unreferenced,
         r.dead_sessions,
         if r.is_clean() { "clean" } else { "NOT CLEAN" }
     );
+}
+
+pub fn repair(s: &RepairSummary) {
+    for h in &s.restored {
+        println!("restored object {h}");
+    }
+    for h in &s.unrestored {
+        println!("NOT RESTORED object {h}: no source holds its content");
+    }
 }
 
 fn join(s: &std::collections::BTreeSet<String>) -> String {
@@ -178,22 +195,19 @@ fn join(s: &std::collections::BTreeSet<String>) -> String {
     }
 }
 
-pub fn containers(
-    st: &vzstore::store::Store,
-    list: &[vzstore::store::meta::ContainerRecord],
-) -> anyhow::Result<()> {
+pub fn containers(st: &vzstore::store::Store, list: &[ContainerRecord]) -> anyhow::Result<()> {
     println!(
-        "{:<24} {:<32} {:<8} {:>12}  MOUNTPOINT",
-        "CONTAINER", "TEMPLATE", "MOUNTED", "PRIVATE"
+        "{:<24} {:<32} {:<8} {:<8} {:>12}  MOUNTPOINT",
+        "CONTAINER", "TEMPLATE", "BACKEND", "MOUNTED", "PRIVATE"
     );
     for c in list {
-        let mnt = vzstore::fs::daemon::current_mountpoint(st, &c.name)?;
-        let private =
-            vzstore::store::objects::du(&vzstore::store::container::private_dir(st, &c.name))?;
+        let mnt = vzstore::mount::current_mountpoint(st, c)?;
+        let private = vzstore::store::objects::du(&vzstore::container::private_dir(st, &c.name))?;
         println!(
-            "{:<24} {:<32} {:<8} {:>12}  {}",
+            "{:<24} {:<32} {:<8} {:<8} {:>12}  {}",
             c.name,
             c.base_label(),
+            c.backend.name(),
             if mnt.is_some() { "yes" } else { "no" },
             HumanBytes(private).to_string(),
             mnt.map(|p| p.display().to_string()).unwrap_or_default()

@@ -22,6 +22,9 @@ pub enum Error {
     /// The directory holds no store (`vzstore init` not run).
     #[error("{} is not a vzstore store (run `vzstore init` first)", .0.display())]
     NotAStore(PathBuf),
+    /// The store path names something that is not a directory.
+    #[error("{}: this is a file, not a store directory (--store or VZSTORE_ROOT must name a directory)", .0.display())]
+    StoreNotDir(PathBuf),
     /// `init` was asked to take over a directory that holds something else.
     #[error("{} is not empty and is not a vzstore store; refusing to use it", .0.display())]
     NotEmptyNotStore(PathBuf),
@@ -53,15 +56,63 @@ pub enum Error {
     /// An object's bytes do not hash to its name.
     #[error("object {0} is corrupt (its content does not hash to its name)")]
     CorruptObject(Hash),
+    /// An object's size is not the size its manifest records (truncated, or
+    /// grown).
+    #[error("object {hash} is damaged: {found} bytes instead of {expected}")]
+    ObjectSize {
+        hash: Hash,
+        expected: u64,
+        found: u64,
+    },
     /// The metadata database failed.
     #[error("metadata database {}: {err}", path.display())]
     Db { path: PathBuf, err: rocksdb::Error },
     /// A metadata record could not be decoded.
     #[error("corrupt metadata record {key}: {reason}")]
     CorruptRecord { key: String, reason: String },
-    /// An operation refused because something still uses the target.
-    #[error("{0}")]
-    InUse(String),
+    /// No container of that name.
+    #[error("container {0} does not exist")]
+    ContainerNotFound(String),
+    /// A container of that name exists already.
+    #[error("container {0} already exists")]
+    ContainerExists(String),
+    /// A command named the same container twice.
+    #[error("container {0} is named twice")]
+    DuplicateName(String),
+    /// The container is mounted and the operation needs it unmounted.
+    #[error("container {0} is mounted; unmount it first or use --force")]
+    Mounted(String),
+    /// A second mount of a mounted container.
+    #[error("container {0} is already mounted")]
+    AlreadyMounted(String),
+    /// Unmount of a container that is not mounted.
+    #[error("container {0} is not mounted")]
+    NotMounted(String),
+    /// A template version still used by containers.
+    #[error(
+        "template {template} is used by container {containers}; destroy those containers first"
+    )]
+    TemplateInUse {
+        template: String,
+        containers: String,
+    },
+    /// `templates rm NAME` of a name with several versions.
+    #[error("template {name} has several versions ({versions}); name one as NAME@V, or pass --all")]
+    AmbiguousTemplate { name: String, versions: String },
+    /// The mount daemon failed before it was ready.
+    #[error("mounting container {container} failed: {reason}")]
+    MountFailed { container: String, reason: String },
+    /// The kernel refused to unmount.
+    #[error("umount {}: {reason}", path.display())]
+    UmountFailed { path: PathBuf, reason: String },
+    /// The mount daemon did not finish in time.
+    #[error("the mount daemon of {container} did not exit within {seconds} s")]
+    DaemonTimeout { container: String, seconds: u64 },
+    /// The mount daemon could not save the container's state when it stopped.
+    #[error(
+        "container {container}: saving its state at unmount failed: {reason}; the state saved before stays in place"
+    )]
+    SaveFailed { container: String, reason: String },
 }
 
 /// Attach a path to an I/O error.

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -15,12 +15,13 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 
 use crate::store::Store;
+use crate::store::catalog::Catalog;
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::fsutil;
 use crate::store::hash::Hash;
 use crate::store::manifest::{Entry, Kind, Manifest};
-use crate::store::meta::MetaDb;
 use crate::store::name::TemplateRef;
+use crate::store::objects;
 
 /// What an export wrote.
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub struct ExportSummary {
 /// Export template `r` into `dest`, which must be missing or an empty directory.
 pub fn export(store: &Store, r: &TemplateRef, dest: &Path) -> Result<ExportSummary> {
     let (label, manifest) = {
-        let db = MetaDb::open(store)?;
+        let db = Catalog::open(store)?;
         let rec = db.resolve(r)?;
         (rec.label(), db.manifest(&rec.name, rec.version)?)
     };
@@ -134,7 +135,7 @@ fn copy_object(store: &Store, e: &Entry, dest: &Path) -> Result<()> {
         key: String::from_utf8_lossy(&e.path).into_owned(),
         reason: "regular file without a hash".into(),
     })?;
-    let src = open_object(store, &hash)?;
+    let src = objects::open(store, &hash)?;
     let out = OpenOptions::new()
         .write(true)
         .read(true)
@@ -149,16 +150,6 @@ fn copy_object(store: &Store, e: &Entry, dest: &Path) -> Result<()> {
         return Err(Error::CorruptObject(hash));
     }
     Ok(())
-}
-
-/// Open an object read-only, mapping "not found" to [`Error::MissingObject`].
-pub fn open_object(store: &Store, hash: &Hash) -> Result<File> {
-    let p = store.object_path(hash);
-    match File::open(&p) {
-        Ok(f) => Ok(f),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(Error::MissingObject(*hash)),
-        Err(err) => Err(err).at(&p),
-    }
 }
 
 /// Set owner, mode, xattrs and mtime of `p` from `e`, in the order that keeps all

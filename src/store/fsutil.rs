@@ -233,3 +233,40 @@ pub fn sync_fs(path: &Path) -> io::Result<()> {
     rustix::fs::syncfs(&f)?;
     Ok(())
 }
+
+/// fsync a directory: makes the names created, renamed or removed in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A failpoint on an I/O step: with the `failpoints` feature (test builds only),
+/// `FAILPOINTS=NAME=return(ENOSPC)` (or `return(EIO)`, `return` = EIO) makes the
+/// step fail with that error. Without the feature it compiles to `Ok(())`.
+pub fn failpoint_io(name: &str) -> io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    {
+        if let Some(arg) = fail::eval(name, |arg| arg.unwrap_or_default()) {
+            let code = match arg.as_str() {
+                "ENOSPC" => libc::ENOSPC,
+                _ => libc::EIO,
+            };
+            return Err(io::Error::from_raw_os_error(code));
+        }
+    }
+    let _ = name;
+    Ok(())
+}
+
+/// Create a directory only its owner can enter (0700, whatever the umask); an
+/// existing one is left as it is.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {
+            // The umask may have removed bits we want, never added any.
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}

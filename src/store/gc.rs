@@ -17,14 +17,14 @@
 //! `tmp/gc-trash/`; the next gc or verify moves its contents back first.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::PathBuf;
 
 use crate::store::Store;
+use crate::store::catalog::Catalog;
 use crate::store::error::{IoContext, Result};
-use crate::store::fsutil;
 use crate::store::hash::Hash;
-use crate::store::meta::MetaDb;
+use crate::store::lock;
 use crate::store::objects;
 use crate::store::session;
 
@@ -47,14 +47,7 @@ pub struct GcLock(#[allow(dead_code)] File);
 /// Take the gc lock, waiting for a running gc or verify to finish, and move back
 /// anything a crashed gc left in its trash.
 pub fn lock(store: &Store) -> Result<GcLock> {
-    let p = store.lock_path("gc");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .at(&p)?;
-    fsutil::lock_exclusive(&f, true).at(&p)?;
+    let f = lock::acquire(&store.lock_path("gc"))?;
     recover_trash(store)?;
     Ok(GcLock(f))
 }
@@ -89,7 +82,7 @@ fn recover_trash(store: &Store) -> Result<()> {
 /// Every hash reachable from committed metadata (templates; containers once they
 /// exist). Sessions' pins are added by the caller.
 pub fn reachable_from_metadata(store: &Store) -> Result<HashSet<Hash>> {
-    MetaDb::open(store)?.referenced_objects()
+    Catalog::open(store)?.referenced_objects()
 }
 
 fn reachable(store: &Store) -> Result<(HashSet<Hash>, Vec<PathBuf>)> {

@@ -24,6 +24,43 @@ pub enum Kind {
     Socket,
 }
 
+impl Kind {
+    /// The kind of a file type as `lstat` reports it.
+    pub fn of_file_type(ft: &std::fs::FileType) -> Kind {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_char_device() {
+            Kind::CharDev
+        } else if ft.is_block_device() {
+            Kind::BlockDev
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else {
+            Kind::Socket
+        }
+    }
+
+    /// The kind named by the file type bits of a mode (`S_IFMT`); 0 means a
+    /// regular file, as mknod takes it.
+    pub fn of_mode(mode: u32) -> Option<Kind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG | 0 => Kind::File,
+            libc::S_IFCHR => Kind::CharDev,
+            libc::S_IFBLK => Kind::BlockDev,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFSOCK => Kind::Socket,
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            _ => return None,
+        })
+    }
+}
+
 /// One path in a tree with all the metadata that is restored on export and served
 /// by a mount. Access and change times are not kept (they cannot be restored).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +158,18 @@ impl Manifest {
             }
         }
         Ok(m)
+    }
+
+    /// The leader of each hardlink group: group -> index of its first entry in
+    /// path order. The leader's inode (and content) is the group's.
+    pub fn link_leaders(&self) -> std::collections::HashMap<u32, usize> {
+        let mut out = std::collections::HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.link_group != 0 {
+                out.entry(e.link_group).or_insert(i);
+            }
+        }
+        out
     }
 
     /// Sum of logical file bytes, counting each hardlink group once.

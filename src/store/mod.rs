@@ -1,33 +1,43 @@
 //! The store core: a directory holding content-addressed objects, a metadata
-//! database and per-container areas. Never imports `fuser` or `clap`.
+//! database (the catalog) and per-container areas. Never imports `fuser` or
+//! `clap`, nor the layers above it (ingest, container, mount, daemon).
 //!
 //! Layout of a store directory (see ARCHITECTURE.md):
 //!
 //! ```text
+//! <store>/                     0711: others may only pass through to root/
 //! <store>/vzstore-store        marker and format version
-//! <store>/objects/ab/cdef...   immutable blobs named by blake3, mode 0444
-//! <store>/meta/                RocksDB: templates, manifests, stat cache
-//! <store>/locks/               flock files serialising writers (meta, gc)
-//! <store>/tmp/                 staging for atomic renames, ingest sessions, gc trash
-//! <store>/private/<CT>/        a container's own data
-//! <store>/root/<CT>/           default mount point
+//! <store>/objects/ab/cdef...   0700; immutable blobs named by blake3, mode 0444
+//! <store>/meta/                0700; RocksDB: templates, manifests, containers
+//! <store>/locks/               0700; flock files serialising writers (meta, gc)
+//! <store>/tmp/                 0700; staging, ingest sessions, gc trash
+//! <store>/private/<CT>/        0700; a container's own data (files 0600)
+//! <store>/root/<CT>/           0755; default mount points
+//! <store>/verified             objects checked on open (see `integrity`)
 //! ```
+//!
+//! Only the store's owner (root) reads objects, private data or the catalog:
+//! a template's `/etc/shadow` is an object too. Containers serve their files to
+//! other users through their mounts, by the container's own permissions.
 
-pub mod container;
+pub mod catalog;
 pub mod error;
 pub mod export;
 pub mod fsutil;
 pub mod gc;
 pub mod hash;
-pub mod ingest;
+pub mod integrity;
+pub mod lock;
 pub mod manifest;
-pub mod meta;
 pub mod name;
 pub mod objects;
+pub mod records;
 pub mod report;
 pub mod session;
-pub mod sys;
+#[allow(unsafe_code)] // the one audited home of `unsafe`
+pub(crate) mod sys;
 pub mod template;
+pub mod time;
 pub mod verify;
 
 use std::fs;
@@ -43,6 +53,14 @@ pub const FORMAT: u32 = 1;
 
 const SUBDIRS: [&str; 6] = ["objects", "meta", "locks", "tmp", "private", "root"];
 
+/// Mode of the store directory: others may traverse it to reach `root/`.
+const ROOT_MODE: u32 = 0o711;
+
+/// Mode of each sub-directory: only `root/` (mount points) is open to others.
+fn subdir_mode(name: &str) -> u32 {
+    if name == "root" { 0o755 } else { 0o700 }
+}
+
 /// An opened store directory. Cheap to clone; holds no open files.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -54,6 +72,9 @@ impl Store {
     /// Refuses a non-empty directory that is not a store (a directory holding only
     /// the store's own sub-directories, left by an interrupted `init`, is finished).
     pub fn init(root: &Path) -> Result<Store> {
+        if fs::metadata(root).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::StoreNotDir(root.to_path_buf()));
+        }
         fs::create_dir_all(root).at(root)?;
         let root = &fs::canonicalize(root).at(root)?;
         let marker = root.join(MARKER);
@@ -66,9 +87,11 @@ impl Store {
                 }
             }
         }
+        set_mode(root, ROOT_MODE)?;
         for d in SUBDIRS {
             let p = root.join(d);
             fs::create_dir_all(&p).at(&p)?;
+            set_mode(&p, subdir_mode(d))?;
         }
         let objects = root.join("objects");
         for i in 0..=255u8 {
@@ -78,7 +101,7 @@ impl Store {
         let store = Store {
             root: root.to_path_buf(),
         };
-        meta::MetaDb::open(&store)?; // creates the database
+        catalog::Catalog::open(&store)?; // creates the database
         if !marker.exists() {
             let tmp = root.join("tmp").join(MARKER);
             fs::write(&tmp, format!("vzstore store format {FORMAT}\n")).at(&tmp)?;
@@ -92,6 +115,9 @@ impl Store {
     /// Open an existing store; fails with [`Error::NotAStore`] if `init` never ran.
     /// The store's path is made canonical (mount points and messages use it).
     pub fn open(root: &Path) -> Result<Store> {
+        if fs::metadata(root).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::StoreNotDir(root.to_path_buf()));
+        }
         let root = &match fs::canonicalize(root) {
             Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -118,6 +144,25 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
         })
+    }
+
+    /// Bring the modes of the store directory and its sub-directories to what
+    /// this version sets (stores made by earlier versions were readable by every
+    /// host user). Returns the directories that were changed. Writing commands
+    /// call it; read-only ones leave the store as it is.
+    pub fn tighten(&self) -> Result<Vec<PathBuf>> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut changed = Vec::new();
+        let dirs = std::iter::once((self.root.clone(), ROOT_MODE))
+            .chain(SUBDIRS.iter().map(|d| (self.root.join(d), subdir_mode(d))));
+        for (p, mode) in dirs {
+            let m = fs::metadata(&p).at(&p)?;
+            if m.permissions().mode() & 0o777 & !mode != 0 {
+                set_mode(&p, mode)?;
+                changed.push(p);
+            }
+        }
+        Ok(changed)
     }
 
     /// The store directory.
@@ -151,6 +196,11 @@ impl Store {
         self.root.join("locks").join(format!("{name}.lock"))
     }
 
+    /// `<store>/private/<name>`, one container's own area.
+    pub fn container_dir(&self, name: &str) -> PathBuf {
+        self.private_dir().join(name)
+    }
+
     /// `<store>/private`, the containers' own areas.
     pub fn private_dir(&self) -> PathBuf {
         self.root.join("private")
@@ -160,4 +210,9 @@ impl Store {
     pub fn mount_dir(&self) -> PathBuf {
         self.root.join("root")
     }
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).at(p)
 }

@@ -4,12 +4,12 @@
 //! to their name. Writing goes through [`Session`](crate::store::session::Session);
 //! deleting only through [`gc`](crate::store::gc).
 
-use std::fs;
+use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use crate::store::Store;
-use crate::store::error::{IoContext, Result};
+use crate::store::error::{Error, IoContext, Result};
 use crate::store::hash::Hash;
 
 /// One object file found on disk.
@@ -97,4 +97,14 @@ pub fn du(dir: &std::path::Path) -> Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// Open an object read-only, mapping "not found" to [`Error::MissingObject`].
+pub fn open(store: &Store, hash: &Hash) -> Result<File> {
+    let p = store.object_path(hash);
+    match File::open(&p) {
+        Ok(f) => Ok(f),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(Error::MissingObject(*hash)),
+        Err(err) => Err(err).at(&p),
+    }
 }

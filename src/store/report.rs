@@ -13,13 +13,15 @@
 //! - metadata bytes: allocated bytes under `meta/`, equal to `du -s -B1 <store>/meta`.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::store::Store;
+use crate::store::catalog::Catalog;
 use crate::store::error::Result;
 use crate::store::hash::Hash;
-use crate::store::meta::MetaDb;
+use crate::store::manifest::Manifest;
 use crate::store::objects;
 
 /// Store-wide totals.
@@ -75,32 +77,58 @@ pub struct Report {
     pub containers: Vec<ContainerUsage>,
 }
 
-/// Compute the report.
-pub fn report(store: &Store) -> Result<Report> {
-    let mut per_template = Vec::new();
-    let mut containers = Vec::new();
-    {
-        let db = MetaDb::open(store)?;
+/// The figures of one container tree, as the container layer computes them
+/// from its base manifest and its private area (the store knows no trees).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TreeUsage {
+    /// Logical bytes of all regular files (each inode once).
+    pub logical_bytes: u64,
+    /// Logical bytes still served from shared objects.
+    pub shared_bytes: u64,
+}
+
+/// Measures a container tree: `(base manifest, private directory)` -> usage.
+pub type MeasureTree<'a> = &'a dyn Fn(Manifest, &Path) -> Result<TreeUsage>;
+
+/// Compute the report; `measure` computes each container's tree figures.
+pub fn report(store: &Store, measure: MeasureTree<'_>) -> Result<Report> {
+    // Read what is needed with the catalog open, then close it before the slow
+    // part (rebuilding each container's inode table, measuring directories), so
+    // creates and ingests are not held up.
+    let (containers_in, templates_in) = {
+        let db = Catalog::open_read_only(store)?;
+        let mut cs = Vec::new();
         for c in db.containers()? {
-            let dir = crate::store::container::private_dir(store, &c.name);
-            let u = match db.manifest(&c.template, c.version) {
-                Ok(m) => crate::store::container::tree::usage(m, &dir)?,
-                Err(_) => Default::default(), // base removed: nothing is shared
-            };
-            containers.push(ContainerUsage {
-                name: c.name.clone(),
-                template: c.base_label(),
-                logical_bytes: u.logical_bytes,
-                shared_bytes: u.shared_bytes,
-                private_bytes: objects::du(&dir)?,
-            });
+            let base = db.manifest(&c.template, c.version).ok();
+            cs.push((c, base));
         }
+        let mut ts = Vec::new();
         for t in db.templates()? {
             let m = db.manifest(&t.name, t.version)?;
-            let files = m.entries.iter().filter(|e| e.hash.is_some()).count() as u64;
-            let objs: HashMap<Hash, u64> = m.objects().collect();
-            per_template.push((t, files, m.logical_bytes(), objs));
+            ts.push((t, m));
         }
+        (cs, ts)
+    };
+    let mut containers = Vec::new();
+    for (c, base) in containers_in {
+        let dir = store.container_dir(&c.name);
+        let u = match base {
+            Some(m) => measure(m, &dir)?,
+            None => Default::default(), // base removed: nothing is shared
+        };
+        containers.push(ContainerUsage {
+            name: c.name.clone(),
+            template: c.base_label(),
+            logical_bytes: u.logical_bytes,
+            shared_bytes: u.shared_bytes,
+            private_bytes: objects::du(&dir)?,
+        });
+    }
+    let mut per_template = Vec::new();
+    for (t, m) in templates_in {
+        let files = m.entries.iter().filter(|e| e.hash.is_some()).count() as u64;
+        let objs: HashMap<Hash, u64> = m.objects().collect();
+        per_template.push((t, files, m.logical_bytes(), objs));
     }
     let listing = objects::list(store)?;
     let allocated: HashMap<Hash, u64> = listing

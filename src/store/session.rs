@@ -48,7 +48,7 @@ impl Session {
         let dir = store
             .tmp_dir()
             .join(format!("{SESSION_PREFIX}{}-{nanos}", std::process::id()));
-        fs::create_dir(&dir).at(&dir)?;
+        fsutil::create_private_dir(&dir).at(&dir)?;
         // Lock the pins file before it gets the name `gc` looks for, so `gc` never
         // sees it unlocked while this session lives.
         let new_path = dir.join("pins.new");
@@ -78,10 +78,23 @@ impl Session {
         f.write_all(&hash.0).at(self.dir.join("pins"))
     }
 
-    /// Pin `hash`, then report whether its object is already in the store.
-    pub fn pin_and_check(&self, hash: &Hash) -> Result<bool> {
+    /// Pin `hash`, then report whether its object is already in the store with
+    /// `size` bytes. An object of another size is damaged (truncated): it counts
+    /// as absent, so the ingest stages the content again and its publish
+    /// replaces the damaged file.
+    pub fn pin_and_check(&self, hash: &Hash, size: u64) -> Result<bool> {
         self.pin(hash)?;
-        Ok(self.store.object_path(hash).exists())
+        match std::fs::metadata(self.store.object_path(hash)) {
+            Ok(m) if m.len() == size => Ok(true),
+            Ok(m) => {
+                log::warn!(
+                    "object {hash} is damaged ({} bytes instead of {size}); it will be replaced",
+                    m.len()
+                );
+                Ok(false)
+            }
+            Err(_) => Ok(false),
+        }
     }
 
     /// Take on writing the object `hash`: true for the first caller of this
@@ -127,15 +140,36 @@ impl Session {
         for (path, _) in &staged {
             fs::set_permissions(path, fs::Permissions::from_mode(0o444)).at(path)?;
         }
-        fsutil::sync_fs(&self.dir).at(&self.dir)?;
+        fsutil::failpoint_io("publish-sync")
+            .and_then(|()| fsutil::sync_fs(&self.dir))
+            .at(&self.dir)?;
         for (path, hash) in &staged {
             let dest = self.store.object_path(hash);
             // Another session may have published the same content meanwhile: the
             // rename then replaces identical bytes, atomically.
-            fs::rename(path, &dest).at(&dest)?;
+            fsutil::failpoint_io("publish-rename")
+                .and_then(|()| fs::rename(path, &dest))
+                .at(&dest)?;
         }
         fsutil::sync_fs(&self.dir).at(&self.dir)?;
         Ok(staged.len())
+    }
+}
+
+impl Session {
+    /// Publish staged objects over damaged ones (verify --repair): like
+    /// [`Session::publish`], whose rename replaces whatever file holds the name.
+    /// Returns the hashes published.
+    pub fn publish_replacing(&self) -> Result<Vec<Hash>> {
+        let hashes: Vec<Hash> = self
+            .staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, h)| *h)
+            .collect();
+        self.publish()?;
+        Ok(hashes)
     }
 }
 

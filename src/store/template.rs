@@ -1,8 +1,8 @@
 //! Operations on templates as a whole (ingest and export have their own modules).
 
 use crate::store::Store;
+use crate::store::catalog::{Catalog, TemplateRecord};
 use crate::store::error::{Error, Result};
-use crate::store::meta::{MetaDb, TemplateRecord};
 use crate::store::name::TemplateRef;
 
 /// Remove template versions, all in one database batch, under one database open
@@ -11,7 +11,7 @@ use crate::store::name::TemplateRef;
 /// Refuses versions that containers use. Their objects become garbage for `gc`
 /// unless something else uses them.
 pub fn remove(store: &Store, r: &TemplateRef, all: bool) -> Result<Vec<TemplateRecord>> {
-    let db = MetaDb::open(store)?;
+    let db = Catalog::open(store)?;
     let targets = match r.version {
         Some(_) => vec![db.resolve(r)?],
         None => {
@@ -21,12 +21,10 @@ pub fn remove(store: &Store, r: &TemplateRef, all: bool) -> Result<Vec<TemplateR
             }
             if versions.len() > 1 && !all {
                 let labels: Vec<_> = versions.iter().map(|t| t.label()).collect();
-                return Err(Error::InUse(format!(
-                    "template {} has {} versions ({}); name one as NAME@V, or pass --all",
-                    r.name,
-                    versions.len(),
-                    labels.join(", ")
-                )));
+                return Err(Error::AmbiguousTemplate {
+                    name: r.name.clone(),
+                    versions: labels.join(", "),
+                });
             }
             versions
         }
@@ -39,11 +37,10 @@ pub fn remove(store: &Store, r: &TemplateRef, all: bool) -> Result<Vec<TemplateR
             .map(|c| c.name.as_str())
             .collect();
         if !users.is_empty() {
-            return Err(Error::InUse(format!(
-                "template {} is used by container {}; destroy those containers first",
-                t.label(),
-                users.join(", ")
-            )));
+            return Err(Error::TemplateInUse {
+                template: t.label(),
+                containers: users.join(", "),
+            });
         }
     }
     db.remove_templates(&targets)?;

@@ -1,34 +1,67 @@
 //! Verify: re-hash every object in parallel and check that every reference in the
-//! metadata resolves. Reports which templates a bad object affects.
+//! catalog resolves. Each bad object is reported with the templates, the file
+//! paths in them and the containers (by their base) that it affects.
+//!
+//! Repair ([`repair`]): a corrupt or missing object is restored from source
+//! directories that hold the same content (the trees the templates came from,
+//! an export, another node's copy): every regular file of those trees whose
+//! size matches a wanted object is hashed, and a match is staged and published
+//! through a write session like any ingest (pinned, durable, atomic rename).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use serde::Serialize;
 
 use crate::store::Store;
-use crate::store::error::Result;
+use crate::store::catalog::Catalog;
+use crate::store::error::{IoContext, Result};
 use crate::store::fsutil;
 use crate::store::gc;
 use crate::store::hash::Hash;
-use crate::store::meta::MetaDb;
 use crate::store::objects;
-use crate::store::session;
+use crate::store::session::{self, Session};
+
+/// What is wrong with an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Problem {
+    /// Its bytes do not hash to its name (a flipped byte, a truncation).
+    Corrupt,
+    /// A manifest names it and the store does not have it.
+    Missing,
+}
+
+/// One bad object and what it affects.
+#[derive(Clone, Debug, Serialize)]
+pub struct BadObject {
+    /// The object's name (blake3, hex).
+    pub hash: String,
+    pub problem: Problem,
+    /// Logical size the manifests record.
+    pub size: u64,
+    /// Template versions that use it (`name@version`).
+    pub templates: BTreeSet<String>,
+    /// File paths that have this content, as `name@version:/path`.
+    pub paths: BTreeSet<String>,
+    /// Containers whose base template uses it (those that copied the file up
+    /// are not affected, but are listed: their base still names it).
+    pub containers: BTreeSet<String>,
+}
 
 /// The findings of a verify run.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct VerifyReport {
     pub objects_checked: u64,
     pub bytes_checked: u64,
     pub templates_checked: u64,
-    /// Objects whose bytes do not hash to their name, with the templates using them.
-    pub corrupt: BTreeMap<Hash, BTreeSet<String>>,
-    /// Referenced objects that are not in the store, with the templates using them.
-    pub missing: BTreeMap<Hash, BTreeSet<String>>,
-    /// Objects that could not be read at all, with the reason.
+    /// Corrupt and missing objects, sorted by hash.
+    pub bad: Vec<BadObject>,
+    /// Objects that could not be read at all: (path, reason).
     pub unreadable: Vec<(PathBuf, String)>,
-    /// Metadata records that could not be decoded.
+    /// Catalog records that could not be decoded.
     pub bad_records: Vec<String>,
     /// Objects nothing references (harmless; `gc` removes them).
     pub unreferenced: u64,
@@ -41,11 +74,21 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// True when nothing is corrupt, missing, unreadable or undecodable.
     pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty()
-            && self.missing.is_empty()
-            && self.unreadable.is_empty()
-            && self.bad_records.is_empty()
+        self.bad.is_empty() && self.unreadable.is_empty() && self.bad_records.is_empty()
     }
+
+    /// Objects of one problem kind.
+    pub fn with_problem(&self, p: Problem) -> impl Iterator<Item = &BadObject> {
+        self.bad.iter().filter(move |b| b.problem == p)
+    }
+}
+
+/// Who uses an object.
+#[derive(Default)]
+struct Users {
+    size: u64,
+    templates: BTreeSet<String>,
+    paths: BTreeSet<String>,
 }
 
 /// Verify the whole store.
@@ -55,56 +98,193 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
     let sessions = session::scan(store)?;
     rep.dead_sessions = sessions.dead.len() as u64;
 
-    let mut users: HashMap<Hash, BTreeSet<String>> = HashMap::new();
+    let mut users: HashMap<Hash, Users> = HashMap::new();
+    let mut containers_of: HashMap<String, BTreeSet<String>> = HashMap::new();
     {
-        let db = MetaDb::open(store)?;
+        let db = Catalog::open_read_only(store)?;
         for t in db.templates()? {
             rep.templates_checked += 1;
             match db.manifest(&t.name, t.version) {
                 Ok(m) => {
-                    for (h, _) in m.objects() {
-                        users.entry(h).or_default().insert(t.label());
+                    for e in &m.entries {
+                        if let Some(h) = e.hash {
+                            let u = users.entry(h).or_default();
+                            u.size = e.size;
+                            u.templates.insert(t.label());
+                            u.paths.insert(format!(
+                                "{}:/{}",
+                                t.label(),
+                                String::from_utf8_lossy(&e.path)
+                            ));
+                        }
                     }
                 }
                 Err(e) => rep.bad_records.push(format!("{}: {e}", t.label())),
             }
         }
+        match db.containers() {
+            Ok(cs) => {
+                for c in cs {
+                    containers_of
+                        .entry(c.base_label())
+                        .or_default()
+                        .insert(c.name);
+                }
+            }
+            Err(e) => rep.bad_records.push(format!("containers: {e}")),
+        }
     }
 
     let listing = objects::list(store)?;
     rep.strays = listing.strays.clone();
-    let results: Vec<(Hash, std::result::Result<bool, String>)> = listing
+    let results: Vec<std::result::Result<bool, String>> = listing
         .objects
         .par_iter()
         .map(|o| {
-            let r = File::open(&o.path)
+            File::open(&o.path)
                 .and_then(|f| fsutil::hash_mapped(&f))
                 .map(|h| Hash::from(h) == o.hash)
-                .map_err(|e| e.to_string());
-            (o.hash, r)
+                .map_err(|e| e.to_string())
         })
         .collect();
-    let mut present = std::collections::HashSet::new();
-    for ((hash, r), o) in results.into_iter().zip(&listing.objects) {
-        present.insert(hash);
+    let mut present = HashSet::new();
+    let mut bad = Vec::new();
+    for (r, o) in results.into_iter().zip(&listing.objects) {
+        present.insert(o.hash);
         rep.objects_checked += 1;
         rep.bytes_checked += o.size;
         match r {
             Ok(true) => {}
-            Ok(false) => {
-                rep.corrupt
-                    .insert(hash, users.get(&hash).cloned().unwrap_or_default());
-            }
+            Ok(false) => bad.push((o.hash, Problem::Corrupt)),
             Err(e) => rep.unreadable.push((o.path.clone(), e)),
         }
-        if !users.contains_key(&hash) {
+        if !users.contains_key(&o.hash) {
             rep.unreferenced += 1;
         }
     }
-    for (h, u) in users {
-        if !present.contains(&h) {
-            rep.missing.insert(h, u);
+    for h in users.keys() {
+        if !present.contains(h) {
+            bad.push((*h, Problem::Missing));
         }
     }
+    bad.sort();
+    for (hash, problem) in bad {
+        let u = users.remove(&hash).unwrap_or_default();
+        let containers = u
+            .templates
+            .iter()
+            .filter_map(|t| containers_of.get(t))
+            .flatten()
+            .cloned()
+            .collect();
+        rep.bad.push(BadObject {
+            hash: hash.to_hex(),
+            problem,
+            size: u.size,
+            templates: u.templates,
+            paths: u.paths,
+            containers,
+        });
+    }
     Ok(rep)
+}
+
+/// What a repair did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RepairSummary {
+    /// Objects restored, by hash.
+    pub restored: Vec<String>,
+    /// Objects no source held, by hash.
+    pub unrestored: Vec<String>,
+}
+
+/// Restore the bad objects of `rep` from the regular files under `sources`, then
+/// drop them from `rep`. Unreferenced corrupt objects are restored too when a
+/// source has them; what no source holds stays in `rep` and is named.
+pub fn repair(store: &Store, rep: &mut VerifyReport, sources: &[PathBuf]) -> Result<RepairSummary> {
+    let mut wanted: HashMap<Hash, u64> = HashMap::new();
+    for b in &rep.bad {
+        if let Some(h) = Hash::from_hex(&b.hash) {
+            wanted.insert(h, b.size);
+        }
+    }
+    let mut sum = RepairSummary::default();
+    if wanted.is_empty() {
+        return Ok(sum);
+    }
+    let sizes: HashSet<u64> = wanted.values().copied().collect();
+    let mut candidates = Vec::new();
+    for src in sources {
+        collect_files(src, &sizes, &mut candidates)?;
+    }
+    let session = Session::begin(store)?;
+    let mut found: HashMap<Hash, PathBuf> = HashMap::new();
+    let hashed: Vec<(PathBuf, Option<Hash>)> = candidates
+        .into_par_iter()
+        .map(|p| {
+            let h = File::open(&p)
+                .and_then(|f| {
+                    let len = f.metadata()?.len();
+                    fsutil::hash_segments(&f, &[(0, len)], len)
+                })
+                .ok()
+                .map(Hash::from);
+            (p, h)
+        })
+        .collect();
+    for (p, h) in hashed {
+        if let Some(h) = h.filter(|h| wanted.contains_key(h)) {
+            found.entry(h).or_insert(p);
+        }
+    }
+    for (h, p) in &found {
+        session.pin(h)?;
+        let src = File::open(p).at(p)?;
+        let size = wanted[h];
+        let (staged, out) = session.stage_file()?;
+        fsutil::copy_segments(&src, &out, &[(0, size)], size).at(&staged)?;
+        if Hash::from(fsutil::hash_mapped(&out).at(&staged)?) != *h {
+            // The source changed under us: leave the object unrestored.
+            continue;
+        }
+        session.staged(staged, *h);
+    }
+    let published = session.publish_replacing()?;
+    let restored: HashSet<Hash> = published.into_iter().collect();
+    rep.bad.retain(|b| {
+        let h = Hash::from_hex(&b.hash);
+        match h {
+            Some(h) if restored.contains(&h) => {
+                sum.restored.push(b.hash.clone());
+                false
+            }
+            _ => {
+                sum.unrestored.push(b.hash.clone());
+                true
+            }
+        }
+    });
+    Ok(sum)
+}
+
+/// Regular files under `dir` (not following symlinks) whose size is in `sizes`.
+fn collect_files(dir: &Path, sizes: &HashSet<u64>, out: &mut Vec<PathBuf>) -> Result<()> {
+    let meta = std::fs::symlink_metadata(dir).at(dir)?;
+    if meta.is_file() {
+        if sizes.contains(&meta.len()) {
+            out.push(dir.to_path_buf());
+        }
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        let ft = e.file_type().at(e.path())?;
+        if ft.is_dir() || ft.is_file() {
+            collect_files(&e.path(), sizes, out)?;
+        }
+    }
+    Ok(())
 }

@@ -4,7 +4,8 @@ use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use vzstore::store::{Store, gc, ingest, verify};
+use vzstore::ingest;
+use vzstore::store::{Store, gc, verify};
 
 use crate::common::*;
 
@@ -60,9 +61,9 @@ fn gc_concurrent_with_ingest() {
     for round in 0..15 {
         // Alternate content so objects keep becoming garbage and coming back.
         fs::write(src.join("var"), noise(10_000 + round % 3, 4000)).unwrap();
-        let s = ingest::ingest(&store, &src, "t", &ingest::NoProgress).unwrap();
+        let s = ingest::ingest_dir(&store, &src, "t", &ingest::NoProgress).unwrap();
         if round > 0 {
-            let db = vzstore::store::meta::MetaDb::open(&store).unwrap();
+            let db = vzstore::store::catalog::Catalog::open(&store).unwrap();
             db.remove_template("t", s.record.version - 1).unwrap();
         }
         let e = t.path().join(format!("e{round}"));

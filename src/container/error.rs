@@ -32,6 +32,9 @@ pub enum FsError {
     NotSupported,
     #[error("stale file handle")]
     Stale,
+    /// The file is in a use that forbids the change now (ETXTBSY).
+    #[error("file busy")]
+    Busy,
     /// A system call on the container's backing files failed.
     #[error("{0}")]
     Io(#[from] io::Error),

@@ -1,5 +1,5 @@
-//! The metadata database (RocksDB under `<store>/meta`): template records, their
-//! manifests, and the ingest stat cache.
+//! The catalog: the RocksDB database under `<store>/meta` holding template
+//! records, their manifests, container records and the ingest stat cache.
 //!
 //! Concurrency: RocksDB admits one read-write process. Every vzstore process opens
 //! the database only for the short moments it needs it, under an exclusive flock on
@@ -16,69 +16,22 @@
 //! Every change is one write batch with a synced WAL: a crash leaves all or nothing.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::PathBuf;
 
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
-use serde::{Deserialize, Serialize};
 
 use crate::store::Store;
-use crate::store::error::{Error, IoContext, Result};
-use crate::store::fsutil;
+use crate::store::error::{Error, Result};
 use crate::store::hash::Hash;
+use crate::store::lock;
 use crate::store::manifest::Manifest;
 use crate::store::name::TemplateRef;
+pub use crate::store::records::{Backend, ContainerRecord, Record, StatEntry, TemplateRecord};
+use crate::store::time;
 
-/// A template version as listed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TemplateRecord {
-    pub name: String,
-    pub version: u32,
-    /// Seconds since the epoch when it was committed.
-    pub created: i64,
-    /// Entries in the manifest (all kinds).
-    pub entries: u64,
-    /// Logical file bytes (hardlinks counted once).
-    pub logical_bytes: u64,
-    /// Where it was ingested from, for the operator's information.
-    pub source: String,
-}
-
-impl TemplateRecord {
-    /// `name@version`.
-    pub fn label(&self) -> String {
-        format!("{}@{}", self.name, self.version)
-    }
-}
-
-/// A container: a name and the template version its root starts from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerRecord {
-    pub name: String,
-    pub template: String,
-    pub version: u32,
-    /// Seconds since the epoch when it was created.
-    pub created: i64,
-}
-
-impl ContainerRecord {
-    /// `template@version` of its base.
-    pub fn base_label(&self) -> String {
-        format!("{}@{}", self.template, self.version)
-    }
-}
-
-/// What the ingest stat cache remembers of a source file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatEntry {
-    pub size: u64,
-    pub mtime: (i64, i64),
-    pub ctime: (i64, i64),
-    pub hash: Hash,
-}
-
-/// The open metadata database, held under the store's meta lock.
-pub struct MetaDb {
+/// The open catalog, held under the store's meta lock.
+pub struct Catalog {
     db: DB,
     path: PathBuf,
     _lock: File,
@@ -92,18 +45,10 @@ fn tkey(prefix: u8, name: &str, version: u32) -> Vec<u8> {
     k
 }
 
-impl MetaDb {
+impl Catalog {
     /// Open the database, waiting for any other process that holds it.
-    pub fn open(store: &Store) -> Result<MetaDb> {
-        let lock_path = store.lock_path("meta");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .at(&lock_path)?;
-        fsutil::lock_exclusive(&lock, true).at(&lock_path)?;
+    pub fn open(store: &Store) -> Result<Catalog> {
+        let lock = lock::acquire(&store.lock_path("meta"))?;
         let path = store.meta_dir();
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -137,7 +82,27 @@ impl MetaDb {
             co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
             db.compact_range_opt(None::<&[u8]>, None::<&[u8]>, &co);
         }
-        Ok(MetaDb {
+        Ok(Catalog {
+            db,
+            path,
+            _lock: lock,
+        })
+    }
+
+    /// Open the catalog for reading only, under the same lock: nothing is
+    /// written (no log, no flush, no compaction), so it works on a full disk.
+    pub fn open_read_only(store: &Store) -> Result<Catalog> {
+        let lock = lock::acquire(&store.lock_path("meta"))?;
+        let path = store.meta_dir();
+        let mut opts = Options::default();
+        opts.set_max_open_files(256);
+        opts.set_skip_stats_update_on_db_open(true);
+        opts.set_max_file_opening_threads(1);
+        let db = DB::open_for_read_only(&opts, &path, false).map_err(|err| Error::Db {
+            path: path.clone(),
+            err,
+        })?;
+        Ok(Catalog {
             db,
             path,
             _lock: lock,
@@ -165,7 +130,7 @@ impl MetaDb {
     }
 
     /// Records whose keys start with `prefix`, decoded.
-    fn scan<T: for<'de> Deserialize<'de>>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
+    fn scan<T: Record>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
         let mut out = Vec::new();
         for item in self
             .db
@@ -175,7 +140,7 @@ impl MetaDb {
             if !k.starts_with(prefix) {
                 break;
             }
-            let rec = postcard::from_bytes(&v).map_err(|e| Self::corrupt(&k, e))?;
+            let rec = T::decode(&v).map_err(|e| Self::corrupt(&k, e))?;
             out.push((k.to_vec(), rec));
         }
         Ok(out)
@@ -226,9 +191,7 @@ impl MetaDb {
         stat_updates: &[((u64, u64), StatEntry)],
     ) -> Result<TemplateRecord> {
         let version = self.versions(name)?.last().map_or(1, |t| t.version + 1);
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let created = time::now_secs();
         let rec = TemplateRecord {
             name: name.to_string(),
             version,
@@ -239,9 +202,9 @@ impl MetaDb {
         };
         let mut batch = WriteBatch::default();
         batch.put(tkey(b'm', name, version), manifest.encode());
-        batch.put(tkey(b't', name, version), encode(&rec));
+        batch.put(tkey(b't', name, version), rec.encode());
         for ((dev, ino), st) in stat_updates {
-            batch.put(stat_key(*dev, *ino), encode(st));
+            batch.put(stat_key(*dev, *ino), st.encode());
         }
         self.write(batch)?;
         Ok(rec)
@@ -276,7 +239,7 @@ impl MetaDb {
         match self.db.get(&key).map_err(|e| self.db_err(e))? {
             None => Ok(None),
             Some(v) => Ok(Some(
-                postcard::from_bytes(&v).map_err(|e| Self::corrupt(&key, e))?,
+                ContainerRecord::decode(&v).map_err(|e| Self::corrupt(&key, e))?,
             )),
         }
     }
@@ -285,7 +248,7 @@ impl MetaDb {
     pub fn put_containers(&self, recs: &[ContainerRecord]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for rec in recs {
-            batch.put([b"c/", rec.name.as_bytes()].concat(), encode(rec));
+            batch.put([b"c/", rec.name.as_bytes()].concat(), rec.encode());
         }
         self.write(batch)
     }
@@ -328,8 +291,4 @@ fn stat_key(dev: u64, ino: u64) -> Vec<u8> {
     k.extend_from_slice(&dev.to_be_bytes());
     k.extend_from_slice(&ino.to_be_bytes());
     k
-}
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_stdvec(v).expect("encoding to a Vec cannot fail")
 }

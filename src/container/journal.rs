@@ -13,18 +13,20 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::container::tree::{Ino, Meta};
+use crate::container::inode::{Ino, InodeAttrs};
 use crate::store::error::{IoContext, Result};
+use crate::store::fsutil::{self, failpoint_io};
 
-/// One change to a container tree.
+/// One change to a container tree. The variant order is part of the format.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Rec {
-    /// Set (or create) an inode's metadata.
-    Meta(Ino, Meta),
+pub enum Record {
+    /// Set (or create) an inode's attributes.
+    Inode(Ino, InodeAttrs),
     /// Replace a directory's entries wholesale (snapshots).
     Children(Ino, BTreeMap<Vec<u8>, Ino>),
     /// Add or replace one directory entry.
@@ -45,7 +47,7 @@ pub struct Journal {
     len: u64,
 }
 
-fn frame(rec: &Rec) -> Vec<u8> {
+fn frame(rec: &Record) -> Vec<u8> {
     let body = postcard::to_stdvec(rec).expect("encoding to a Vec cannot fail");
     let mut out = Vec::with_capacity(body.len() + 8);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -55,7 +57,7 @@ fn frame(rec: &Rec) -> Vec<u8> {
 }
 
 /// Decode framed records; returns them and the length of the valid prefix.
-fn parse(data: &[u8]) -> (Vec<Rec>, usize) {
+fn parse(data: &[u8]) -> (Vec<Record>, usize) {
     let mut out = Vec::new();
     let mut pos = 0;
     while data.len() - pos >= 8 {
@@ -90,7 +92,7 @@ fn read_all(path: &Path) -> Result<Vec<u8>> {
 
 /// The records of a container's snapshot and journal, read without changing
 /// anything (safe while its daemon appends; a torn tail is ignored).
-pub fn read_records(dir: &Path) -> Result<Vec<Rec>> {
+pub fn read_records(dir: &Path) -> Result<Vec<Record>> {
     let (mut recs, _) = parse(&read_all(&dir.join("state"))?);
     recs.extend(parse(&read_all(&dir.join("journal"))?).0);
     Ok(recs)
@@ -99,7 +101,7 @@ pub fn read_records(dir: &Path) -> Result<Vec<Rec>> {
 impl Journal {
     /// Open the journal in `dir`, returning it with the snapshot's records followed
     /// by the journal's (valid prefix only; a torn tail is cut off).
-    pub fn open(dir: &Path) -> Result<(Journal, Vec<Rec>)> {
+    pub fn open(dir: &Path) -> Result<(Journal, Vec<Record>)> {
         let state = dir.join("state");
         let path = dir.join("journal");
         let (mut recs, _) = parse(&read_all(&state)?);
@@ -116,31 +118,30 @@ impl Journal {
         if valid < data.len() {
             file.set_len(valid as u64).at(&path)?;
         }
-        let mut j = Journal {
+        let j = Journal {
             file,
             path,
             state,
             len: valid as u64,
         };
-        j.seek_end()?;
         Ok((j, recs))
     }
 
-    fn seek_end(&mut self) -> Result<()> {
-        use std::io::Seek;
-        self.file
-            .seek(std::io::SeekFrom::Start(self.len))
-            .at(&self.path)?;
-        Ok(())
-    }
-
-    /// Append records with one write.
-    pub fn append(&mut self, recs: &[Rec]) -> Result<()> {
+    /// Append records with one write at the end of the valid records. On failure
+    /// nothing is appended: a partly written tail is cut again (and the next
+    /// append overwrites it anyway), so the caller may treat the change as never
+    /// made.
+    pub fn append(&mut self, recs: &[Record]) -> Result<()> {
         let mut buf = Vec::new();
         for r in recs {
             buf.extend_from_slice(&frame(r));
         }
-        self.file.write_all(&buf).at(&self.path)?;
+        let written =
+            failpoint_io("journal-append").and_then(|()| self.file.write_all_at(&buf, self.len));
+        if let Err(e) = written {
+            let _ = self.file.set_len(self.len);
+            return Err(e).at(&self.path);
+        }
         self.len += buf.len() as u64;
         Ok(())
     }
@@ -157,26 +158,35 @@ impl Journal {
 
     /// Make every appended record durable.
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().at(&self.path)
+        failpoint_io("journal-sync")
+            .and_then(|()| self.file.sync_data())
+            .at(&self.path)
     }
 
-    /// Replace snapshot and journal by `snapshot` (the full set of changes).
-    pub fn compact(&mut self, snapshot: &[Rec]) -> Result<()> {
+    /// Replace snapshot and journal by `snapshot` (the full set of changes). If
+    /// anything fails, the previous snapshot and journal stay as they were (and
+    /// loadable); the half-written new snapshot is removed.
+    pub fn compact(&mut self, snapshot: &[Record]) -> Result<()> {
         let tmp = self.state.with_extension("new");
         let mut buf = Vec::new();
         for r in snapshot {
             buf.extend_from_slice(&frame(r));
         }
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(&buf).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
+        let written = failpoint_io("snapshot-write").and_then(|()| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).at(&tmp);
+        }
         fs::rename(&tmp, &self.state).at(&self.state)?;
         if let Some(dir) = self.state.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+            fsutil::sync_dir(dir).at(dir)?;
         }
         self.file.set_len(0).at(&self.path)?;
         self.len = 0;
-        self.seek_end()?;
         self.file.sync_all().at(&self.path)
     }
 }
@@ -200,7 +210,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (mut j, recs) = Journal::open(d.path()).unwrap();
         assert!(recs.is_empty());
-        j.append(&[Rec::NextIno(7), Rec::Remove(1, b"x".to_vec())])
+        j.append(&[Record::NextIno(7), Record::Remove(1, b"x".to_vec())])
             .unwrap();
         drop(j);
         // Simulate a torn write: half a record at the end.
@@ -208,17 +218,17 @@ mod tests {
             .append(true)
             .open(d.path().join("journal"))
             .unwrap();
-        f.write_all(&frame(&Rec::NextIno(9))[..5]).unwrap();
+        f.write_all(&frame(&Record::NextIno(9))[..5]).unwrap();
         drop(f);
         let (mut j, recs) = Journal::open(d.path()).unwrap();
         assert_eq!(recs.len(), 2);
-        assert!(matches!(recs[0], Rec::NextIno(7)));
-        j.append(&[Rec::NextIno(10)]).unwrap();
+        assert!(matches!(recs[0], Record::NextIno(7)));
+        j.append(&[Record::NextIno(10)]).unwrap();
         drop(j);
         let (mut j, recs) = Journal::open(d.path()).unwrap();
         assert_eq!(recs.len(), 3);
-        assert!(matches!(recs[2], Rec::NextIno(10)));
-        j.compact(&[Rec::NextIno(11)]).unwrap();
+        assert!(matches!(recs[2], Record::NextIno(10)));
+        j.compact(&[Record::NextIno(11)]).unwrap();
         drop(j);
         let (_, recs) = Journal::open(d.path()).unwrap();
         assert_eq!(recs.len(), 1);

@@ -1,34 +1,32 @@
-//! The FUSE adapter: serves a container's [`Tree`] through fuser. Thin by design:
-//! each callback calls a helper returning [`FsResult`], then replies or maps the
-//! error through [`errno::to_errno`]. All file-system semantics live in
-//! `store::container::tree`.
+//! The FUSE adapter: serves a container's [`Tree`](crate::container::tree::Tree)
+//! through fuser. Thin by design: each callback calls one helper (in [`ops`])
+//! returning `FsResult`, then replies or maps the error through
+//! [`errno::to_errno`], the one errno mapping. All file-system semantics live in
+//! `container::tree`.
 
-pub mod attr;
-pub mod daemon;
-pub mod errno;
+mod attr;
+mod errno;
+mod ops;
+mod passthrough;
+pub mod serve;
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use fuser::{
-    AccessFlags, BackingId, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::store::container::error::{FsError, FsResult};
-use crate::store::container::tree::{
-    Attr, Caller, DirEntry, NewNode, RenameMode, SetAttr, Tree, XattrMode,
-};
+use crate::container::error::{FsError, FsResult};
+use crate::container::inode::{NewNode, RenameMode, Stat, XattrMode};
 use crate::store::manifest::Kind;
+pub use ops::VzFs;
+use ops::caller;
 
 /// How long the kernel may cache entries and attributes. Finite, but long: this
 /// daemon is the only writer of the tree, every change goes through this mount
@@ -36,47 +34,16 @@ use crate::store::manifest::Kind;
 /// attributes. Nothing changes a container's tree behind the kernel's back.
 const TTL: Duration = Duration::from_secs(60);
 
-/// An open handle. Files keep their passthrough backing id alive (the kernel
-/// reads and writes the backing file directly); without passthrough, reads and
-/// writes go through the inode, so a copy-up by another handle is seen at once.
-/// Directories keep the listing taken at opendir so readdir offsets stay stable.
-enum Handle {
-    File {
-        #[allow(dead_code)] // held only to keep the kernel's backing file open
-        backing: Option<Arc<BackingId>>,
-    },
-    Dir {
-        entries: Vec<DirEntry>,
-    },
-}
-
-/// FUSE passthrough state: one backing id per (inode, private?) while any handle
-/// of it is open, as the kernel requires.
-#[derive(Default)]
-struct Passthrough {
-    enabled: AtomicBool,
-    by_inode: Mutex<HashMap<(u64, bool), Weak<BackingId>>>,
-}
-
-/// A container root served over FUSE.
-pub struct VzFs {
-    tree: Arc<Mutex<Tree>>,
-    handles: Mutex<HashMap<u64, Handle>>,
-    next_fh: AtomicU64,
-    passthrough: Passthrough,
-    want_passthrough: bool,
-}
-
-fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
+fn reply_entry(reply: ReplyEntry, r: FsResult<Stat>) {
+    match r {
+        Ok(st) => reply.entry(&TTL, &attr::file_attr(&st), Generation(0)),
+        Err(e) => reply.error(errno::to_errno(&e)),
     }
 }
 
-fn reply_entry(reply: ReplyEntry, r: FsResult<Attr>) {
+fn reply_attr(reply: ReplyAttr, r: FsResult<Stat>) {
     match r {
-        Ok(a) => reply.entry(&TTL, &attr::file_attr(&a), Generation(0)),
+        Ok(st) => reply.attr(&TTL, &attr::file_attr(&st)),
         Err(e) => reply.error(errno::to_errno(&e)),
     }
 }
@@ -97,178 +64,6 @@ fn reply_xattr(reply: ReplyXattr, size: u32, r: FsResult<Vec<u8>>) {
     }
 }
 
-impl VzFs {
-    /// Serve `tree`; `passthrough` asks for FUSE passthrough (used when the
-    /// kernel grants it at init).
-    pub fn new(tree: Arc<Mutex<Tree>>, passthrough: bool) -> VzFs {
-        VzFs {
-            tree,
-            handles: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
-            passthrough: Passthrough::default(),
-            want_passthrough: passthrough,
-        }
-    }
-
-    /// The backing id for an open of `ino`: a live one of the inode if there is
-    /// one, else its backing file registered with the kernel. `None` when
-    /// passthrough is off; the first failure turns it off for the mount (logged
-    /// once) and reads are served by the daemon. (Keeping ids of shared objects
-    /// registered after their last close was tried: it saved nothing measurable,
-    /// the OPEN round trip itself is the cost.)
-    fn backing_for(
-        &self,
-        ino: u64,
-        private: bool,
-        open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
-    ) -> FsResult<Option<Arc<BackingId>>> {
-        if !self.passthrough.enabled.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        let pt = &self.passthrough;
-        let mut map = pt.by_inode.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(id) = map.get(&(ino, private)).and_then(Weak::upgrade) {
-            return Ok(Some(id));
-        }
-        let file = self.tree().backing(ino)?;
-        match open_backing(&file) {
-            Ok(id) => {
-                let id = Arc::new(id);
-                if map.len() > 1024 {
-                    map.retain(|_, w| w.strong_count() > 0);
-                }
-                map.insert((ino, private), Arc::downgrade(&id));
-                Ok(Some(id))
-            }
-            Err(e) => {
-                pt.enabled.store(false, Ordering::Relaxed);
-                log::warn!(
-                    "FUSE passthrough failed ({e}); reads and writes are served by the daemon from now on"
-                );
-                Ok(None)
-            }
-        }
-    }
-
-    fn tree(&self) -> MutexGuard<'_, Tree> {
-        self.tree.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn handles(&self) -> MutexGuard<'_, HashMap<u64, Handle>> {
-        self.handles.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn new_handle(&self, h: Handle) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(fh, h);
-        fh
-    }
-
-    /// Open a file; returns whether its content is the container's own.
-    fn do_open(&self, ino: u64, flags: OpenFlags) -> FsResult<bool> {
-        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
-        let trunc = flags.0 & libc::O_TRUNC != 0;
-        self.tree().open(ino, write, trunc)
-    }
-
-    fn do_read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let f = self.tree().backing(ino)?;
-        let mut buf = vec![0u8; size as usize];
-        let mut got = 0;
-        while got < buf.len() {
-            let n = f.read_at(&mut buf[got..], offset + got as u64)?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        buf.truncate(got);
-        Ok(buf)
-    }
-
-    fn do_write(&self, ino: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
-        let f = self.tree().writable(ino)?;
-        f.write_all_at(data, offset)?;
-        self.tree().wrote(ino, offset + data.len() as u64)?;
-        Ok(data.len() as u32)
-    }
-
-    fn do_create(&self, req: &Request, parent: u64, name: &OsStr, mode: u32) -> FsResult<Attr> {
-        let mut t = self.tree();
-        let new = NewNode::new(Kind::File, mode);
-        let a = t.make_node(parent, name.as_bytes(), new, caller(req))?;
-        t.open(a.ino, true, false)?;
-        Ok(a)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn do_setattr(
-        &self,
-        ino: u64,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        ctime: Option<std::time::SystemTime>,
-    ) -> FsResult<Attr> {
-        let s = SetAttr {
-            mode,
-            uid,
-            gid,
-            size,
-            atime: attr::time_or_now(atime),
-            mtime: attr::time_or_now(mtime),
-            ctime: ctime.map(attr::from_system_time),
-        };
-        self.tree().setattr(ino, s)
-    }
-
-    fn do_opendir(&self, ino: u64) -> FsResult<u64> {
-        let entries = self.tree().readdir(ino)?;
-        Ok(self.new_handle(Handle::Dir { entries }))
-    }
-
-    fn dir_entries(&self, fh: u64, offset: u64) -> FsResult<Vec<(u64, DirEntry)>> {
-        match self.handles().get(&fh) {
-            Some(Handle::Dir { entries }) => Ok(entries
-                .iter()
-                .enumerate()
-                .skip(offset as usize)
-                .map(|(i, e)| (i as u64 + 1, e.clone()))
-                .collect()),
-            _ => Err(FsError::Invalid),
-        }
-    }
-
-    fn do_lseek(&self, ino: u64, offset: i64, whence: i32) -> FsResult<i64> {
-        use rustix::fs::SeekFrom;
-        let f = self.tree().backing(ino)?;
-        let off = u64::try_from(offset).map_err(|_| FsError::Invalid)?;
-        let pos = match whence {
-            libc::SEEK_DATA => SeekFrom::Data(off),
-            libc::SEEK_HOLE => SeekFrom::Hole(off),
-            libc::SEEK_SET => return Ok(offset),
-            _ => return Err(FsError::Invalid),
-        };
-        Ok(rustix::fs::seek(&*f, pos)? as i64)
-    }
-
-    fn do_fallocate(&self, ino: u64, offset: u64, length: u64, mode: i32) -> FsResult<()> {
-        let f = self.tree().writable(ino)?;
-        let flags = rustix::fs::FallocateFlags::from_bits_retain(mode as u32);
-        rustix::fs::fallocate(&*f, flags, offset, length)?;
-        let end = f.metadata()?.len();
-        self.tree().wrote(ino, end)
-    }
-
-    fn do_statfs(&self) -> FsResult<rustix::fs::StatVfs> {
-        let root = self.tree().store().root().to_path_buf();
-        Ok(rustix::fs::statvfs(&root)?)
-    }
-}
-
 impl Filesystem for VzFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_DO_READDIRPLUS);
@@ -284,7 +79,7 @@ impl Filesystem for VzFs {
             .add_capabilities(fuser::InitFlags::FUSE_PASSTHROUGH)
             .is_ok()
             && config.set_max_stack_depth(1).is_ok();
-        self.passthrough.enabled.store(on, Ordering::Relaxed);
+        self.passthrough.set_enabled(on);
         if on {
             log::info!("FUSE passthrough enabled");
         } else {
@@ -293,12 +88,6 @@ impl Filesystem for VzFs {
             );
         }
         Ok(())
-    }
-
-    fn destroy(&mut self) {
-        if let Err(e) = self.tree().compact() {
-            log::error!("saving container state at unmount: {e}");
-        }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -310,10 +99,7 @@ impl Filesystem for VzFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.tree().attr(ino.0) {
-            Ok(a) => reply.attr(&TTL, &attr::file_attr(&a)),
-            Err(e) => reply.error(errno::to_errno(&e)),
-        }
+        reply_attr(reply, self.tree().stat(ino.0));
     }
 
     fn setattr(
@@ -334,10 +120,10 @@ impl Filesystem for VzFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        match self.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, ctime) {
-            Ok(a) => reply.attr(&TTL, &attr::file_attr(&a)),
-            Err(e) => reply.error(errno::to_errno(&e)),
-        }
+        reply_attr(
+            reply,
+            self.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, ctime),
+        );
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -357,8 +143,8 @@ impl Filesystem for VzFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let r = match attr::kind_of_mode(mode) {
-            Some(Kind::Dir) | None => Err(FsError::Invalid),
+        let r = match Kind::of_mode(mode) {
+            Some(Kind::Dir | Kind::Symlink) | None => Err(FsError::Invalid),
             Some(kind) => self.tree().make_node(
                 parent.0,
                 name.as_bytes(),
@@ -461,20 +247,11 @@ impl Filesystem for VzFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let private = match self.do_open(ino.0, flags) {
-            Ok(p) => p,
+        let r = match self.do_open(ino.0, ops::open_mode(flags), |f| reply.open_backing(f)) {
+            Ok(r) => r,
             Err(e) => return reply.error(errno::to_errno(&e)),
         };
-        let backing = match self.backing_for(ino.0, private, |f| reply.open_backing(f)) {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = self.tree().release(ino.0); // the kernel will not release it
-                return reply.error(errno::to_errno(&e));
-            }
-        };
-        let fh = FileHandle(self.new_handle(Handle::File {
-            backing: backing.clone(),
-        }));
+        let fh = FileHandle(r.fh);
         // Without passthrough, a read-only open may keep the kernel's page cache:
         // content only changes through this mount (or by a copy-up, which is a
         // writable open, and that one drops the cache).
@@ -485,7 +262,7 @@ impl Filesystem for VzFs {
         } else {
             (FopenFlags::empty(), FopenFlags::empty())
         };
-        match backing {
+        match r.backing {
             Some(id) => reply.opened_passthrough(fh, noflush, &id),
             None => reply.opened(fh, keep | noflush),
         }
@@ -547,7 +324,7 @@ impl Filesystem for VzFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.handles().remove(&fh.0);
+        self.drop_handle(fh.0);
         reply_empty(reply, self.tree().release(ino.0));
     }
 
@@ -612,8 +389,8 @@ impl Filesystem for VzFs {
         };
         let mut t = self.tree();
         for (next, e) in list {
-            let Ok(a) = t.attr(e.ino) else { continue };
-            let fa = attr::file_attr(&a);
+            let Ok(st) = t.stat(e.ino) else { continue };
+            let fa = attr::file_attr(&st);
             if reply.add(
                 INodeNo(e.ino),
                 next,
@@ -640,7 +417,7 @@ impl Filesystem for VzFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.handles().remove(&fh.0);
+        self.drop_handle(fh.0);
         reply.ok();
     }
 
@@ -657,19 +434,16 @@ impl Filesystem for VzFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.do_statfs() {
-            Ok(s) => {
-                let files = self.tree().inode_count();
-                reply.statfs(
-                    s.f_blocks,
-                    s.f_bfree,
-                    s.f_bavail,
-                    files + s.f_ffree,
-                    s.f_ffree,
-                    s.f_bsize as u32,
-                    255,
-                    s.f_frsize as u32,
-                )
-            }
+            Ok((s, files)) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                files + s.f_ffree,
+                s.f_ffree,
+                s.f_bsize as u32,
+                255,
+                s.f_frsize as u32,
+            ),
             Err(e) => reply.error(errno::to_errno(&e)),
         }
     }
@@ -711,7 +485,7 @@ impl Filesystem for VzFs {
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // default_permissions: the kernel checks permissions itself.
-        reply_empty(reply, self.tree().attr(ino.0).map(|_| ()));
+        reply_empty(reply, self.tree().stat(ino.0).map(|_| ()));
     }
 
     fn create(
@@ -724,24 +498,15 @@ impl Filesystem for VzFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let a = match self.do_create(req, parent.0, name, mode) {
-            Ok(a) => a,
+        let r = self.do_create(req, parent.0, name.as_bytes(), mode, |f| {
+            reply.open_backing(f)
+        });
+        let (st, r) = match r {
+            Ok(x) => x,
             Err(e) => return reply.error(errno::to_errno(&e)),
         };
-        let backing = match self.backing_for(a.ino, true, |f| reply.open_backing(f)) {
-            Ok(b) => b,
-            Err(e) => {
-                let mut t = self.tree();
-                let _ = t.release(a.ino);
-                t.forget(a.ino, 1); // the kernel never saw the entry
-                return reply.error(errno::to_errno(&e));
-            }
-        };
-        let fh = FileHandle(self.new_handle(Handle::File {
-            backing: backing.clone(),
-        }));
-        let fa = attr::file_attr(&a);
-        match backing {
+        let (fa, fh) = (attr::file_attr(&st), FileHandle(r.fh));
+        match r.backing {
             Some(id) => {
                 reply.created_passthrough(&TTL, &fa, Generation(0), fh, FopenFlags::empty(), &id)
             }
@@ -775,5 +540,21 @@ impl Filesystem for VzFs {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(errno::to_errno(&e)),
         }
+    }
+
+    /// No ioctl is supported: answer ENOTTY ("not a typewriter", what a plain
+    /// file answers) without logging, since programs probe ioctls all the time.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTTY));
     }
 }

@@ -2,11 +2,11 @@
 
 use fuser::Errno;
 
-use crate::store::container::error::FsError;
+use crate::container::error::FsError;
 
 /// The errno the kernel should see for `e`. Never ENOSYS (the kernel would cache
 /// it as "operation not supported" for the mount's life).
-pub fn to_errno(e: &FsError) -> Errno {
+pub(crate) fn to_errno(e: &FsError) -> Errno {
     let code = match e {
         FsError::NotFound => libc::ENOENT,
         FsError::Exists => libc::EEXIST,
@@ -21,6 +21,7 @@ pub fn to_errno(e: &FsError) -> Errno {
         FsError::TooManyLinks => libc::EMLINK,
         FsError::NotSupported => libc::EOPNOTSUPP,
         FsError::Stale => libc::ESTALE,
+        FsError::Busy => libc::ETXTBSY,
         FsError::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
         FsError::Store(e) => e.raw_os_error().unwrap_or(libc::EIO),
     };

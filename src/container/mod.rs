@@ -1,49 +1,62 @@
-//! Containers: a record naming a base template version, and a private area
-//! `private/<CT>/` holding the container's own changes (see [`tree`] and
-//! [`journal`]). Creating one writes a database record and an empty directory.
+//! Containers: a catalog record naming a base template version and a backend,
+//! and a private area `private/<CT>/` holding the container's own changes (see
+//! [`tree`] and [`journal`]). Creating one writes a record and an empty
+//! directory; nothing of the template is copied.
 //!
 //! A mounted container is marked by its mount daemon holding an flock on
 //! `private/<CT>/mount.lock` for its whole life; `mountpoint` there names where.
+//!
+//! Module layering (no cycles): [`inode`] (types) <- [`table`], [`journal`],
+//! [`base`] <- [`tree`] <- [`usage`]; [`error`] is used by all.
 
+pub mod base;
 pub mod error;
+pub mod inode;
 pub mod journal;
 pub mod table;
 pub mod tree;
+pub mod usage;
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::HashSet;
+use std::fs::{self, File};
 use std::path::PathBuf;
 
 use crate::store::Store;
+use crate::store::catalog::{Backend, Catalog, ContainerRecord};
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::fsutil;
-use crate::store::meta::{ContainerRecord, MetaDb};
+use crate::store::lock;
 use crate::store::name::{self, TemplateRef};
+use crate::store::time;
 
 /// Directory of a container's private area.
 pub fn private_dir(store: &Store, name: &str) -> PathBuf {
-    store.private_dir().join(name)
+    store.container_dir(name)
 }
 
-/// Create containers `names` from template `tref`, all or none: their private
-/// directories first, then one database batch naming them all.
-pub fn create(store: &Store, names: &[String], tref: &TemplateRef) -> Result<Vec<ContainerRecord>> {
-    let mut seen = std::collections::HashSet::new();
+/// Create containers `names` from template `tref`, served by `backend`, all or
+/// none: their private directories first, then one catalog batch naming them.
+pub fn create(
+    store: &Store,
+    names: &[String],
+    tref: &TemplateRef,
+    backend: Backend,
+) -> Result<Vec<ContainerRecord>> {
+    let mut seen = HashSet::new();
     for name in names {
         name::validate(name)?;
         if !seen.insert(name) {
-            return Err(Error::InUse(format!("container {name} is named twice")));
+            return Err(Error::DuplicateName(name.clone()));
         }
     }
-    let db = MetaDb::open(store)?;
+    let db = Catalog::open(store)?;
     for name in names {
         if db.container(name)?.is_some() {
-            return Err(Error::InUse(format!("container {name} already exists")));
+            return Err(Error::ContainerExists(name.clone()));
         }
     }
     let t = db.resolve(tref)?;
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let created = time::now_secs();
     let mut recs = Vec::with_capacity(names.len());
     for name in names {
         let dir = private_dir(store, name);
@@ -51,12 +64,13 @@ pub fn create(store: &Store, names: &[String], tref: &TemplateRef) -> Result<Vec
             // Leftover of a create or destroy that died midway; nothing refers to it.
             fs::remove_dir_all(&dir).at(&dir)?;
         }
-        fs::create_dir(&dir).at(&dir)?;
+        fsutil::create_private_dir(&dir).at(&dir)?;
         recs.push(ContainerRecord {
             name: name.clone(),
             template: t.name.clone(),
             version: t.version,
             created,
+            backend,
         });
     }
     db.put_containers(&recs)?;
@@ -65,14 +79,7 @@ pub fn create(store: &Store, names: &[String], tref: &TemplateRef) -> Result<Vec
 
 /// The lock a mount daemon holds; `None` if another process holds it (mounted).
 pub fn try_lock_mount(store: &Store, name: &str) -> Result<Option<File>> {
-    let p = private_dir(store, name).join("mount.lock");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .at(&p)?;
-    Ok(fsutil::lock_exclusive(&f, false).at(&p)?.then_some(f))
+    lock::try_acquire(&private_dir(store, name).join("mount.lock"))
 }
 
 /// Whether a daemon currently serves the container.
@@ -87,17 +94,12 @@ pub fn is_mounted(store: &Store, name: &str) -> Result<bool> {
 /// (the caller unmounts first when forced).
 pub fn destroy(store: &Store, name: &str) -> Result<()> {
     name::validate(name)?;
-    let db = MetaDb::open(store)?;
+    let db = Catalog::open(store)?;
     if db.container(name)?.is_none() {
-        return Err(Error::InUse(format!("container {name} does not exist")));
+        return Err(Error::ContainerNotFound(name.to_string()));
     }
-    let _lock = match try_lock_mount(store, name)? {
-        Some(l) => l,
-        None => {
-            return Err(Error::InUse(format!(
-                "container {name} is mounted; unmount it first or use --force"
-            )));
-        }
+    let Some(_lock) = try_lock_mount(store, name)? else {
+        return Err(Error::Mounted(name.to_string()));
     };
     db.remove_container(name)?;
     drop(db);

@@ -1,0 +1,105 @@
+//! Store commands: ingest, templates, export, verify, gc, report.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use vzstore::store::catalog::Catalog;
+use vzstore::store::name::TemplateRef;
+use vzstore::store::{self, Store};
+
+use super::args::{Command, TemplatesCmd};
+use super::{open_for_write, output};
+
+/// Run one store command.
+pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Ingest { src, name } => {
+            let st = open_for_write(root)?;
+            let bar = output::IngestBar::new();
+            let sum = vzstore::ingest::ingest_dir(&st, &src, &name, &bar).with_context(|| {
+                format!("ingest of {} failed; the store is unchanged", src.display())
+            })?;
+            bar.finish();
+            for w in &sum.warnings {
+                eprintln!("vzstore: warning: {w}");
+            }
+            println!("{}", output::ingest_summary(&sum));
+        }
+        Command::Templates { cmd: None } => {
+            let st = Store::open(root)?;
+            output::templates(&Catalog::open_read_only(&st)?.templates()?);
+        }
+        Command::Templates {
+            cmd: Some(TemplatesCmd::Rm { template, all }),
+        } => {
+            let st = open_for_write(root)?;
+            let r = TemplateRef::parse(&template)?;
+            for t in store::template::remove(&st, &r, all)? {
+                println!("removed template {}", t.label());
+            }
+            println!("run `vzstore gc` to free objects nothing else uses");
+        }
+        Command::Export { template, dest } => {
+            let st = Store::open(root)?;
+            let r = TemplateRef::parse(&template)?;
+            let sum = store::export::export(&st, &r, &dest)
+                .with_context(|| format!("export of {template} to {} failed", dest.display()))?;
+            println!(
+                "exported {}: {} entries, {} to {}",
+                sum.label,
+                sum.entries,
+                indicatif::HumanBytes(sum.bytes),
+                dest.display()
+            );
+        }
+        Command::Verify { json, repair } => {
+            let st = if repair.is_empty() {
+                Store::open(root)?
+            } else {
+                open_for_write(root)?
+            };
+            let mut rep = store::verify::verify(&st)?;
+            if !repair.is_empty() {
+                let fixed = store::verify::repair(&st, &mut rep, &repair)?;
+                if !json {
+                    output::repair(&fixed);
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else {
+                output::verify(&rep);
+            }
+            if !rep.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Gc => {
+            let st = open_for_write(root)?;
+            let sum = store::gc::gc(&st)?;
+            println!(
+                "gc: removed {} of {} objects, freed {}{}",
+                sum.removed_objects,
+                sum.objects_before,
+                indicatif::HumanBytes(sum.freed_bytes),
+                if sum.dead_sessions > 0 {
+                    format!(", cleaned {} crashed session(s)", sum.dead_sessions)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Command::Report { json } => {
+            let st = Store::open(root)?;
+            let rep = store::report::report(&st, &vzstore::container::usage::usage)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else {
+                output::report(&rep);
+            }
+        }
+        other => unreachable!("not a store command: {other:?}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

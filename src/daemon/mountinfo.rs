@@ -1,0 +1,73 @@
+//! What the kernel has mounted: `/proc/self/mountinfo`, and detaching a mount.
+
+use std::fs;
+use std::path::Path;
+
+use crate::store::error::{Error, Result};
+
+/// Is a file system whose type starts with `fstype` mounted at `p`? Used to find
+/// a dead daemon's FUSE mount ("transport endpoint is not connected"): a stat
+/// cannot tell, the kernel may answer it from its attribute cache.
+pub fn is_mounted_at(p: &Path, fstype: &str) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = p.as_os_str().as_encoded_bytes();
+    info.lines().any(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            return false;
+        };
+        let t = f.get(sep + 1).copied().unwrap_or("");
+        t.starts_with(fstype) && f.get(4).is_some_and(|m| unescape(m) == want)
+    })
+}
+
+/// Undo mountinfo's octal escapes (`\040` for a space...).
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Lazily detach whatever is mounted at `p` (MNT_DETACH).
+pub fn detach(p: &Path) -> Result<()> {
+    rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH).map_err(|e| {
+        Error::UmountFailed {
+            path: p.to_path_buf(),
+            reason: format!("detaching a stale mount: {e}"),
+        }
+    })
+}
+
+/// Unmount `p` (no flags: fails with EBUSY while it is in use).
+pub fn unmount(p: &Path) -> Result<()> {
+    rustix::mount::unmount(p, rustix::mount::UnmountFlags::empty()).map_err(|e| {
+        Error::UmountFailed {
+            path: p.to_path_buf(),
+            reason: std::io::Error::from(e).to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn octal_escapes() {
+        assert_eq!(super::unescape(r"/a\040b\134c"), b"/a b\\c".to_vec());
+        assert_eq!(super::unescape(r"/x\04"), b"/x\\04".to_vec());
+    }
+}

@@ -1,0 +1,195 @@
+//! The FUSE backend: one daemon process per mounted container. `mount` starts
+//! `vzstore mount --foreground CT MNT` detached (see [`crate::daemon`]); that
+//! process runs [`serve`]: it holds `private/<CT>/mount.lock` for its life (a
+//! second mount is refused), loads the tree, mounts, reports readiness, serves
+//! until unmounted, then saves the container state once and writes the outcome
+//! to `private/<CT>/saved` for the `umount` that waits for it.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fuser::{Config, MountOption, SessionACL};
+
+use super::VzFs;
+use crate::container::{self, tree::Tree};
+use crate::daemon::{self, mountinfo};
+use crate::mount::{self, MountBackend, MountOptions};
+use crate::store::Store;
+use crate::store::catalog::{Catalog, ContainerRecord};
+use crate::store::error::{Error, IoContext, Result};
+use crate::store::integrity::ObjectChecker;
+
+/// How long `umount` waits for the daemon to save and exit.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The FUSE mount backend.
+pub struct FuseBackend;
+
+fn saved_file(store: &Store, ct: &str) -> std::path::PathBuf {
+    container::private_dir(store, ct).join("saved")
+}
+
+impl MountBackend for FuseBackend {
+    fn mount(
+        &self,
+        store: &Store,
+        rec: &ContainerRecord,
+        mountpoint: &Path,
+        opts: MountOptions,
+    ) -> Result<()> {
+        let exe = std::env::current_exe().at("/proc/self/exe")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("--store")
+            .arg(store.root())
+            .arg("mount")
+            .arg("--foreground")
+            .args((!opts.passthrough).then_some("--no-passthrough"))
+            .arg(&rec.name)
+            .arg(mountpoint);
+        let log = container::private_dir(store, &rec.name).join("mount.log");
+        daemon::spawn_ready(cmd, &log, &rec.name)?;
+        Ok(())
+    }
+
+    fn umount(&self, store: &Store, ct: &str, mountpoint: &Path) -> Result<()> {
+        let saved = saved_file(store, ct);
+        let _ = fs::remove_file(&saved);
+        mountinfo::unmount(mountpoint)?;
+        let start = Instant::now();
+        while container::is_mounted(store, ct)? {
+            if start.elapsed() > SAVE_TIMEOUT {
+                return Err(Error::DaemonTimeout {
+                    container: ct.to_string(),
+                    seconds: SAVE_TIMEOUT.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match fs::read_to_string(&saved) {
+            Ok(s) if s.trim() == "ok" => Ok(()),
+            Ok(s) => Err(Error::SaveFailed {
+                container: ct.to_string(),
+                reason: s.trim().trim_start_matches("error: ").to_string(),
+            }),
+            Err(_) => Err(Error::SaveFailed {
+                container: ct.to_string(),
+                reason: format!(
+                    "the daemon did not report its final save (see {})",
+                    container::private_dir(store, ct)
+                        .join("mount.log")
+                        .display()
+                ),
+            }),
+        }
+    }
+
+    fn is_mounted(&self, store: &Store, ct: &str) -> Result<bool> {
+        container::is_mounted(store, ct)
+    }
+
+    fn fstype(&self) -> &'static str {
+        "fuse"
+    }
+}
+
+/// Serve container `ct` at `mountpoint` in this process until it is unmounted.
+/// Reports readiness (or the first error) on stdout, see [`daemon`].
+pub fn serve(store: &Store, ct: &str, mountpoint: Option<&Path>, opts: MountOptions) -> Result<()> {
+    let mut ready = false;
+    let r = serve_inner(store, ct, mountpoint, opts, &mut ready);
+    if let Err(e) = &r
+        && !ready
+    {
+        daemon::report_ready(Err(e));
+    }
+    r
+}
+
+fn serve_inner(
+    store: &Store,
+    ct: &str,
+    mountpoint: Option<&Path>,
+    opts: MountOptions,
+    ready: &mut bool,
+) -> Result<()> {
+    let t0 = Instant::now();
+    let (rec, manifest) = {
+        let db = Catalog::open_read_only(store)?;
+        let rec = db
+            .container(ct)?
+            .ok_or_else(|| Error::ContainerNotFound(ct.to_string()))?;
+        let manifest = match db.manifest(&rec.template, rec.version) {
+            Err(Error::TemplateNotFound(_)) => {
+                return Err(Error::TemplateNotFound(format!(
+                    "{} (the base of container {ct}; it was removed)",
+                    rec.base_label()
+                )));
+            }
+            r => r?,
+        };
+        (rec, manifest)
+    };
+    log::info!("manifest read: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+    let Some(_lock) = container::try_lock_mount(store, ct)? else {
+        return Err(Error::AlreadyMounted(ct.to_string()));
+    };
+    let mnt = mount::prepare_mountpoint(store, &rec, mountpoint)?;
+    let checker = Arc::new(ObjectChecker::new(store));
+    let tree = Tree::load(
+        store,
+        &rec.base_label(),
+        manifest,
+        container::private_dir(store, ct),
+        checker,
+    )?;
+    log::info!("tree built: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+    crate::store::sys::release_free_memory();
+    let tree = Arc::new(Mutex::new(tree));
+    mount::record_mountpoint(store, ct, &mnt)?;
+
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(format!("vzstore:{ct}")),
+        MountOption::Subtype("vzstore".into()),
+        MountOption::DefaultPermissions,
+        MountOption::Dev,
+        MountOption::Suid,
+        MountOption::RW,
+        MountOption::Exec,
+    ];
+    config.acl = SessionACL::All;
+    // Two request threads: a slow request (a copy-up, checking a large object)
+    // does not stall the mount, and every mounted container costs little
+    // (1,000 mounts x threads add up).
+    config.n_threads = Some(2);
+    let session =
+        fuser::Session::new(VzFs::new(tree.clone(), opts.passthrough), &mnt, &config).at(&mnt)?;
+    log::info!(
+        "container {ct} ({}) mounted at {}",
+        rec.base_label(),
+        mnt.display()
+    );
+    daemon::report_ready(Ok(&mnt.display().to_string()));
+    *ready = true;
+    let served = session.run();
+    mount::clear_mountpoint(store, ct);
+    // The one save at unmount; its outcome is what `umount` reports.
+    let saved = tree.lock().unwrap_or_else(|p| p.into_inner()).compact();
+    let status = match &saved {
+        Ok(()) => "ok\n".to_string(),
+        Err(e) => {
+            log::error!("saving the container state at unmount: {e}");
+            format!("error: {e}\n")
+        }
+    };
+    let sf = saved_file(store, ct);
+    if let Err(e) = fs::write(&sf, status) {
+        log::error!("{}: {e}", sf.display());
+    }
+    saved?;
+    served.at(&mnt)?;
+    Ok(())
+}

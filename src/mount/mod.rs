@@ -1,0 +1,169 @@
+//! Mount backends: how a container's root is served. The container's record says
+//! which backend serves it ([`Backend`]); everything here dispatches on it, so
+//! `mount`, `umount` and `list` behave the same for every backend.
+//!
+//! A backend implements [`MountBackend`]. Today: [`fuse`] (a daemon per mounted
+//! container serving its inode tree). A kernel backend (EROFS + overlayfs) plugs
+//! in beside it.
+
+pub mod fuse;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::container;
+use crate::daemon::mountinfo;
+use crate::store::Store;
+use crate::store::catalog::{Backend, Catalog, ContainerRecord};
+use crate::store::error::{Error, IoContext, Result};
+
+/// How a container is served.
+#[derive(Clone, Copy, Debug)]
+pub struct MountOptions {
+    /// FUSE: use passthrough where the kernel offers it.
+    pub passthrough: bool,
+}
+
+/// One way of serving container roots. Implementations are stateless; all
+/// state lives in the store and the kernel.
+pub trait MountBackend: Sync {
+    /// Mount `rec` at `mountpoint` (an existing empty directory, no stale mount)
+    /// and return once it serves. Fails if it is mounted already.
+    fn mount(
+        &self,
+        store: &Store,
+        rec: &ContainerRecord,
+        mountpoint: &Path,
+        opts: MountOptions,
+    ) -> Result<()>;
+    /// Unmount the container mounted at `mountpoint`, and return once its state
+    /// is saved. An error means the unmount or the save failed.
+    fn umount(&self, store: &Store, ct: &str, mountpoint: &Path) -> Result<()>;
+    /// Whether the container is served now.
+    fn is_mounted(&self, store: &Store, ct: &str) -> Result<bool>;
+    /// The file-system type prefix its mounts show in mountinfo.
+    fn fstype(&self) -> &'static str;
+}
+
+/// The implementation of a backend.
+pub fn backend(b: Backend) -> &'static dyn MountBackend {
+    match b {
+        Backend::Fuse => &fuse::serve::FuseBackend,
+    }
+}
+
+/// Where a container's mount point is recorded while it is mounted.
+fn mountpoint_file(store: &Store, ct: &str) -> PathBuf {
+    container::private_dir(store, ct).join("mountpoint")
+}
+
+/// The default mount point, `<store>/root/<CT>`.
+pub fn default_mountpoint(store: &Store, ct: &str) -> PathBuf {
+    store.mount_dir().join(ct)
+}
+
+/// Record where a container is mounted (by whoever serves it).
+pub(crate) fn record_mountpoint(store: &Store, ct: &str, mnt: &Path) -> Result<()> {
+    let p = mountpoint_file(store, ct);
+    fs::write(&p, mnt.as_os_str().as_encoded_bytes()).at(&p)
+}
+
+/// Forget where a container was mounted.
+pub(crate) fn clear_mountpoint(store: &Store, ct: &str) {
+    let _ = fs::remove_file(mountpoint_file(store, ct));
+}
+
+/// The container record, from one short catalog open.
+pub fn record(store: &Store, ct: &str) -> Result<ContainerRecord> {
+    Catalog::open(store)?
+        .container(ct)?
+        .ok_or_else(|| Error::ContainerNotFound(ct.to_string()))
+}
+
+/// Whether the container is served now, by whichever backend it uses.
+pub fn is_mounted(store: &Store, rec: &ContainerRecord) -> Result<bool> {
+    backend(rec.backend).is_mounted(store, &rec.name)
+}
+
+/// Where the container is mounted now, if it is.
+pub fn current_mountpoint(store: &Store, rec: &ContainerRecord) -> Result<Option<PathBuf>> {
+    if !is_mounted(store, rec)? {
+        return Ok(None);
+    }
+    let p = mountpoint_file(store, &rec.name);
+    Ok(fs::read(&p)
+        .ok()
+        .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned())))
+}
+
+/// The mount point to use: the one given, or the default (created). A stale
+/// mount left there by a crashed daemon is detached; the result must be an empty
+/// directory.
+pub fn prepare_mountpoint(
+    store: &Store,
+    rec: &ContainerRecord,
+    given: Option<&Path>,
+) -> Result<PathBuf> {
+    let fstype = backend(rec.backend).fstype();
+    let mnt = match given {
+        Some(p) => std::path::absolute(p).at(p)?,
+        None => {
+            let p = default_mountpoint(store, &rec.name);
+            if !p.exists() && !mountinfo::is_mounted_at(&p, fstype) {
+                fs::create_dir_all(&p).at(&p)?;
+            }
+            p
+        }
+    };
+    if mountinfo::is_mounted_at(&mnt, fstype) {
+        log::warn!(
+            "{}: cleaning up a stale mount left by a crashed daemon",
+            mnt.display()
+        );
+        mountinfo::detach(&mnt)?;
+    }
+    let meta = fs::metadata(&mnt).at(&mnt)?;
+    if !meta.is_dir() {
+        return Err(Error::BadDestination {
+            path: mnt,
+            reason: "is not a directory",
+        });
+    }
+    if fs::read_dir(&mnt).at(&mnt)?.next().is_some() {
+        return Err(Error::BadDestination {
+            path: mnt,
+            reason: "is not empty",
+        });
+    }
+    Ok(mnt)
+}
+
+/// Mount container `ct` (at `given`, or its default mount point) with the
+/// backend its record names; returns the mount point.
+pub fn mount(store: &Store, ct: &str, given: Option<&Path>, opts: MountOptions) -> Result<PathBuf> {
+    let rec = record(store, ct)?;
+    if is_mounted(store, &rec)? {
+        return Err(Error::AlreadyMounted(ct.to_string()));
+    }
+    let mnt = prepare_mountpoint(store, &rec, given)?;
+    backend(rec.backend).mount(store, &rec, &mnt, opts)?;
+    Ok(mnt)
+}
+
+/// Unmount container `ct` and wait until its state is saved; a stale mount of a
+/// crashed daemon at the default mount point is cleaned up. Returns the mount
+/// point.
+pub fn umount(store: &Store, ct: &str) -> Result<PathBuf> {
+    let rec = record(store, ct)?;
+    let b = backend(rec.backend);
+    let Some(mnt) = current_mountpoint(store, &rec)? else {
+        let default = default_mountpoint(store, ct);
+        if mountinfo::is_mounted_at(&default, b.fstype()) {
+            mountinfo::detach(&default)?;
+            return Ok(default);
+        }
+        return Err(Error::NotMounted(ct.to_string()));
+    };
+    b.umount(store, ct, &mnt)?;
+    Ok(mnt)
+}
