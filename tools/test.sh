@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 . tools/env.sh
-cargo test --release "$@"
+cargo test --release --features failpoints "$@"
 tools/conformance.sh
