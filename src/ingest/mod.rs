@@ -87,7 +87,6 @@ pub fn ingest(
     )?;
     log::info!("commit: {:.3} s", started.elapsed().as_secs_f64());
     let counts = sink.counts();
-    drop(sink);
     drop(session);
     let leaders = manifest.link_leaders();
     let files = manifest
