@@ -97,8 +97,12 @@ pub enum Error {
         containers: String,
     },
     /// `templates rm NAME` of a name with several versions.
-    #[error("template {name} has several versions ({versions}); name one as NAME@V, or pass --all")]
-    AmbiguousTemplate { name: String, versions: String },
+    #[error("template {name} has {count} versions ({versions}); name one as NAME@V, or pass --all")]
+    AmbiguousTemplate {
+        name: String,
+        count: usize,
+        versions: String,
+    },
     /// The mount daemon failed before it was ready.
     #[error("mounting container {container} failed: {reason}")]
     MountFailed { container: String, reason: String },

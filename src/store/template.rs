@@ -23,6 +23,7 @@ pub fn remove(store: &Store, r: &TemplateRef, all: bool) -> Result<Vec<TemplateR
                 let labels: Vec<_> = versions.iter().map(|t| t.label()).collect();
                 return Err(Error::AmbiguousTemplate {
                     name: r.name.clone(),
+                    count: labels.len(),
                     versions: labels.join(", "),
                 });
             }
