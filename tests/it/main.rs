@@ -4,8 +4,10 @@
 mod common;
 mod container_basic;
 mod container_isolation;
+mod container_liveness;
 mod container_model;
 mod container_workload;
+mod security;
 mod store_bad_input;
 mod store_crash;
 mod store_dedup;
