@@ -65,6 +65,10 @@ pub fn create(
             fs::remove_dir_all(&dir).at(&dir)?;
         }
         fsutil::create_private_dir(&dir).at(&dir)?;
+        // data/ now, so that mounting later needs no new directory (a mount must
+        // work on a full disk).
+        let data = dir.join("data");
+        fsutil::create_private_dir(&data).at(&data)?;
         recs.push(ContainerRecord {
             name: name.clone(),
             template: t.name.clone(),

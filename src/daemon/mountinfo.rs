@@ -23,6 +23,22 @@ pub fn is_mounted_at(p: &Path, fstype: &str) -> bool {
     })
 }
 
+/// The mount point of the (first) mount whose source is `source`.
+pub fn find_source(source: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        if unescape(f.get(sep + 2)?) != source.as_bytes() {
+            return None;
+        }
+        Some(std::path::PathBuf::from(std::ffi::OsString::from_vec(
+            unescape(f.get(4)?),
+        )))
+    })
+}
+
 /// Undo mountinfo's octal escapes (`\040` for a space...).
 fn unescape(s: &str) -> Vec<u8> {
     let b = s.as_bytes();

@@ -52,6 +52,11 @@ pub fn backend(b: Backend) -> &'static dyn MountBackend {
     }
 }
 
+/// The source name a container's mount shows in mountinfo.
+pub(crate) fn fsname(ct: &str) -> String {
+    format!("vzstore:{ct}")
+}
+
 /// Where a container's mount point is recorded while it is mounted.
 fn mountpoint_file(store: &Store, ct: &str) -> PathBuf {
     container::private_dir(store, ct).join("mountpoint")
@@ -75,7 +80,7 @@ pub(crate) fn clear_mountpoint(store: &Store, ct: &str) {
 
 /// The container record, from one short catalog open.
 pub fn record(store: &Store, ct: &str) -> Result<ContainerRecord> {
-    Catalog::open(store)?
+    Catalog::open_read_only(store)?
         .container(ct)?
         .ok_or_else(|| Error::ContainerNotFound(ct.to_string()))
 }
@@ -91,9 +96,11 @@ pub fn current_mountpoint(store: &Store, rec: &ContainerRecord) -> Result<Option
         return Ok(None);
     }
     let p = mountpoint_file(store, &rec.name);
-    Ok(fs::read(&p)
-        .ok()
-        .map(|b| PathBuf::from(String::from_utf8_lossy(&b).into_owned())))
+    match fs::read(&p) {
+        Ok(b) => Ok(Some(PathBuf::from(String::from_utf8_lossy(&b).into_owned()))),
+        // Not recorded (a full disk at mount): the kernel knows.
+        Err(_) => Ok(mountinfo::find_source(&fsname(&rec.name))),
+    }
 }
 
 /// The mount point to use: the one given, or the default (created). A stale

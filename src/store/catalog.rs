@@ -61,6 +61,14 @@ impl Catalog {
         opts.set_skip_stats_update_on_db_open(true);
         opts.set_max_file_opening_threads(1);
         opts.set_max_background_jobs(1);
+        // Full disk: Debian's librocksdb is built with assertions, and its info
+        // LOG writer asserts after a failed append, aborting the process. Log
+        // only fatal events (the header still goes out), keep the MANIFEST
+        // preallocation small, and keep the memtable (whose WAL space an open
+        // reserves) small, so that a full disk gives a clean ENOSPC error.
+        opts.set_log_level(rocksdb::LogLevel::Fatal);
+        opts.set_manifest_preallocation_size(64 << 10);
+        opts.set_write_buffer_size(4 << 20);
         let db = DB::open(&opts, &path).map_err(|err| Error::Db {
             path: path.clone(),
             err,

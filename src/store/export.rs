@@ -34,7 +34,7 @@ pub struct ExportSummary {
 /// Export template `r` into `dest`, which must be missing or an empty directory.
 pub fn export(store: &Store, r: &TemplateRef, dest: &Path) -> Result<ExportSummary> {
     let (label, manifest) = {
-        let db = Catalog::open(store)?;
+        let db = Catalog::open_read_only(store)?;
         let rec = db.resolve(r)?;
         (rec.label(), db.manifest(&rec.name, rec.version)?)
     };

@@ -82,7 +82,7 @@ fn recover_trash(store: &Store) -> Result<()> {
 /// Every hash reachable from committed metadata (templates; containers once they
 /// exist). Sessions' pins are added by the caller.
 pub fn reachable_from_metadata(store: &Store) -> Result<HashSet<Hash>> {
-    Catalog::open(store)?.referenced_objects()
+    Catalog::open_read_only(store)?.referenced_objects()
 }
 
 fn reachable(store: &Store) -> Result<(HashSet<Hash>, Vec<PathBuf>)> {

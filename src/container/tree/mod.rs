@@ -93,9 +93,13 @@ impl Tree {
             tree.apply(r);
         }
         let cleaned = tree.cleanup_after_load()?;
-        // A clean unmount leaves an empty journal: nothing to compact then.
-        if cleaned || !tree.journal.is_empty() {
-            tree.compact()?;
+        // A clean unmount leaves an empty journal: nothing to compact then. A
+        // failed compaction (a full disk) is no reason not to serve: the journal
+        // still holds every change.
+        if (cleaned || !tree.journal.is_empty())
+            && let Err(e) = tree.compact()
+        {
+            log::warn!("compacting the container state at load: {e}");
         }
         Ok(tree)
     }
@@ -255,6 +259,12 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// Whether anything changed since the last compaction (unmount skips the
+    /// snapshot write when nothing did).
+    pub fn has_unsaved_changes(&self) -> bool {
+        !self.journal.is_empty() || self.data_dir_dirty
     }
 
     /// Make new names in `data/` durable before any journal sync that names them.

@@ -51,7 +51,7 @@ impl DirSource {
                 reason: "not a directory (only directory sources are supported)".into(),
             });
         }
-        let cache = Catalog::open(store)?.stat_cache()?;
+        let cache = Catalog::open_read_only(store)?.stat_cache()?;
         Ok(DirSource {
             root: root.to_path_buf(),
             root_meta,

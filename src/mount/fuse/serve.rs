@@ -56,7 +56,6 @@ impl MountBackend for FuseBackend {
 
     fn umount(&self, store: &Store, ct: &str, mountpoint: &Path) -> Result<()> {
         let saved = saved_file(store, ct);
-        let _ = fs::remove_file(&saved);
         mountinfo::unmount(mountpoint)?;
         let start = Instant::now();
         while container::is_mounted(store, ct)? {
@@ -70,11 +69,11 @@ impl MountBackend for FuseBackend {
         }
         match fs::read_to_string(&saved) {
             Ok(s) if s.trim() == "ok" => Ok(()),
-            Ok(s) => Err(Error::SaveFailed {
+            Ok(s) if s.starts_with("error: ") => Err(Error::SaveFailed {
                 container: ct.to_string(),
                 reason: s.trim().trim_start_matches("error: ").to_string(),
             }),
-            Err(_) => Err(Error::SaveFailed {
+            _ => Err(Error::SaveFailed {
                 container: ct.to_string(),
                 reason: format!(
                     "the daemon did not report its final save (see {})",
@@ -148,11 +147,20 @@ fn serve_inner(
     log::info!("tree built: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     crate::store::sys::release_free_memory();
     let tree = Arc::new(Mutex::new(tree));
-    mount::record_mountpoint(store, ct, &mnt)?;
+    if let Err(e) = mount::record_mountpoint(store, ct, &mnt) {
+        // Not fatal (a full disk): umount finds the mount in mountinfo.
+        log::warn!("{e}");
+    }
+    // The status file `umount` reads: written now, while there may be room, and
+    // overwritten in place at the end (which needs no new block).
+    let sf = saved_file(store, ct);
+    if let Err(e) = fs::write(&sf, format!("running{:120}\n", "")) {
+        log::warn!("{}: {e}", sf.display());
+    }
 
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName(format!("vzstore:{ct}")),
+        MountOption::FSName(mount::fsname(ct)),
         MountOption::Subtype("vzstore".into()),
         MountOption::DefaultPermissions,
         MountOption::Dev,
@@ -176,8 +184,16 @@ fn serve_inner(
     *ready = true;
     let served = session.run();
     mount::clear_mountpoint(store, ct);
-    // The one save at unmount; its outcome is what `umount` reports.
-    let saved = tree.lock().unwrap_or_else(|p| p.into_inner()).compact();
+    // The one save at unmount (none when nothing changed since the load); its
+    // outcome is what `umount` reports.
+    let saved = {
+        let mut t = tree.lock().unwrap_or_else(|p| p.into_inner());
+        if t.has_unsaved_changes() {
+            t.compact()
+        } else {
+            Ok(())
+        }
+    };
     let status = match &saved {
         Ok(()) => "ok\n".to_string(),
         Err(e) => {
@@ -185,11 +201,20 @@ fn serve_inner(
             format!("error: {e}\n")
         }
     };
-    let sf = saved_file(store, ct);
-    if let Err(e) = fs::write(&sf, status) {
+    if let Err(e) = write_in_place(&sf, status.as_bytes()) {
         log::error!("{}: {e}", sf.display());
     }
     saved?;
     served.at(&mnt)?;
     Ok(())
+}
+
+/// Overwrite a file's start and cut it to `data`: no new block is needed when
+/// the file already holds one (a full disk).
+fn write_in_place(p: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).create(true).truncate(false).open(p)?;
+    f.write_all_at(data, 0)?;
+    f.set_len(data.len() as u64)?;
+    f.sync_data()
 }
