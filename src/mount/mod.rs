@@ -97,7 +97,9 @@ pub fn current_mountpoint(store: &Store, rec: &ContainerRecord) -> Result<Option
     }
     let p = mountpoint_file(store, &rec.name);
     match fs::read(&p) {
-        Ok(b) => Ok(Some(PathBuf::from(String::from_utf8_lossy(&b).into_owned()))),
+        Ok(b) => Ok(Some(PathBuf::from(
+            String::from_utf8_lossy(&b).into_owned(),
+        ))),
         // Not recorded (a full disk at mount): the kernel knows.
         Err(_) => Ok(mountinfo::find_source(&fsname(&rec.name))),
     }

@@ -35,7 +35,11 @@ fn hash_of(content: &[u8]) -> String {
 /// Flip one byte of a file in place (size unchanged; as root the 0444 mode does
 /// not stop us).
 fn flip_byte(p: &Path, off: u64) {
-    let f = fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap();
     let mut b = [0u8; 1];
     assert_eq!(f.read_at(&mut b, off).unwrap(), 1);
     b[0] ^= 0x20;
@@ -118,7 +122,11 @@ fn assert_logged_once(store: &Path, ct: &str, content: &[u8], path: &str, label:
         "expected one log line naming object {h}:\n{}",
         mount_log(store, ct)
     );
-    assert!(lines[0].contains(path), "log line lacks {path}: {}", lines[0]);
+    assert!(
+        lines[0].contains(path),
+        "log line lacks {path}: {}",
+        lines[0]
+    );
     assert!(
         lines[0].contains(label),
         "log line lacks {label}: {}",
@@ -295,7 +303,10 @@ fn change_after_check_is_caught(passthrough: bool) {
     assert_eq!(fs::read(root.join("usr/lib/big")).unwrap(), f.big);
     assert_eq!(fs::read(root.join("etc/app/flipped")).unwrap(), f.flipped);
     let rec = fs::metadata(store.join("verified")).unwrap().len();
-    assert!(rec >= 3 * 48 && rec % 48 == 0, "verified records: {rec} bytes");
+    assert!(
+        rec >= 3 * 48 && rec % 48 == 0,
+        "verified records: {rec} bytes"
+    );
     // Opened again: still fine (and served from the record).
     assert_eq!(fs::read(root.join("etc/app/good")).unwrap(), f.good);
 
@@ -374,7 +385,11 @@ fn copy_up_of_damaged_file_fails(passthrough: bool) {
             }
         }
     }
-    assert_eq!(private_state(store, "ct"), before, "the private area changed");
+    assert_eq!(
+        private_state(store, "ct"),
+        before,
+        "the private area changed"
+    );
     let meta_after: Vec<_> = ["etc/app/flipped", "usr/lib/truncated"]
         .iter()
         .map(|r| {
@@ -390,7 +405,9 @@ fn copy_up_of_damaged_file_fails(passthrough: bool) {
     m.umount();
     // Unmounting compacts the journal; the data files stay exactly as they were.
     let data = |s: BTreeMap<PathBuf, (u64, String)>| -> Vec<_> {
-        s.into_iter().filter(|(p, _)| p.starts_with("data")).collect()
+        s.into_iter()
+            .filter(|(p, _)| p.starts_with("data"))
+            .collect()
     };
     assert_eq!(data(private_state(store, "ct")), data(before));
 
@@ -455,7 +472,10 @@ fn ingest_replaces_truncated_object() {
 
     // The same tree again: its stat cache names the object, which is damaged.
     truncate_to(&object_of(&store, &small2), 0);
-    vz_ok(&store, &["ingest", src.to_str().unwrap(), "--name", "three"]);
+    vz_ok(
+        &store,
+        &["ingest", src.to_str().unwrap(), "--name", "three"],
+    );
     assert_verify_clean(&store);
     assert_eq!(fs::read(object_of(&store, &small2)).unwrap(), small2);
 }
@@ -505,7 +525,10 @@ fn verify_names_paths_and_containers() {
     assert!(!s.contains(&hash_of(&fine)), "{s}");
 
     let out = vz(&store, &["verify", "--json"]);
-    assert!(!out.status.success(), "verify --json of a damaged store exit 0");
+    assert!(
+        !out.status.success(),
+        "verify --json of a damaged store exit 0"
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     let bad = j["bad"].as_array().expect("bad[]");
@@ -581,10 +604,7 @@ fn verify_repair_restores_from_source() {
             ("decoy", &noise(45, 22_000)), // lost's size, other content
         ],
     );
-    let out = vz(
-        &store,
-        &["verify", "--repair", partial.to_str().unwrap()],
-    );
+    let out = vz(&store, &["verify", "--repair", partial.to_str().unwrap()]);
     let s = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{s}");
     for h in [&flipped, &truncated, &gone] {
@@ -639,7 +659,10 @@ fn ingest_never_records_a_short_read() {
     let (t, store) = new_store();
     let first = t.path().join("first");
     write_tree(&first, &[("kept", b"kept")]);
-    vz_ok(&store, &["ingest", first.to_str().unwrap(), "--name", "base"]);
+    vz_ok(
+        &store,
+        &["ingest", first.to_str().unwrap(), "--name", "base"],
+    );
     let templates_before = vz_ok(&store, &["templates"]);
     let objects_before = objects_state(&store);
 

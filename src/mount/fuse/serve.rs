@@ -213,7 +213,11 @@ fn serve_inner(
 /// the file already holds one (a full disk).
 fn write_in_place(p: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let f = fs::OpenOptions::new().write(true).create(true).truncate(false).open(p)?;
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)?;
     f.write_all_at(data, 0)?;
     f.set_len(data.len() as u64)?;
     f.sync_data()
