@@ -146,7 +146,7 @@ fn copy_object(store: &Store, e: &Entry, dest: &Path) -> Result<()> {
     let size = src.metadata().at(store.object_path(&hash))?.len();
     let segments = fsutil::data_segments(&src, size).at(store.object_path(&hash))?;
     fsutil::copy_segments(&src, &out, &segments, size).at(dest)?;
-    if size != e.size || Hash::from(fsutil::hash_mapped(&out).at(dest)?) != hash {
+    if size != e.size || Hash::from(fsutil::hash_read(&out).at(dest)?) != hash {
         return Err(Error::CorruptObject(hash));
     }
     Ok(())

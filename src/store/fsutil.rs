@@ -135,8 +135,16 @@ pub fn hash_segments(file: &File, segments: &[(u64, u64)], size: u64) -> io::Res
     Ok(hasher.finalize())
 }
 
-/// Hash a whole file through a read-only memory map (used for files the store owns:
-/// staged and published objects, which nothing truncates).
+/// Hash a whole file by reading it (any file: a concurrent truncation gives a
+/// short-read error, never a signal).
+pub fn hash_read(file: &File) -> io::Result<blake3::Hash> {
+    let len = file.metadata()?.len();
+    hash_segments(file, &[(0, len)], len)
+}
+
+/// Hash a whole file through a read-only memory map. Only for files the store
+/// owns and nothing else writes (staged objects of this process, published
+/// objects during `verify`): see `sys::map_readonly` for why.
 pub fn hash_mapped(file: &File) -> io::Result<blake3::Hash> {
     let len = file.metadata()?.len();
     if len == 0 {

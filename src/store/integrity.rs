@@ -5,13 +5,21 @@
 //!
 //! "Last changed" is the object's ctime, which the kernel moves on every write,
 //! truncate, chmod or rename of it and which no one can set back. A check that
-//! passed is recorded as (hash, ctime) in `<store>/verified`, an append-only
-//! file of fixed 48-byte records (hash, ctime seconds, ctime nanoseconds, a
-//! 4-byte blake3 check of the first 44 bytes) that every process appends to with
-//! one `write` (O_APPEND, atomic for such small writes). A record whose ctime no
-//! longer matches the object is worthless, so any change to an object
-//! invalidates its record; records survive daemon restarts. A torn or damaged
-//! record is ignored (the object is simply hashed again).
+//! passed is recorded as (hash, ctime); a record whose ctime no longer matches
+//! the object is worthless, so any change to an object invalidates its record.
+//! Records survive daemon restarts and are shared by every process:
+//!
+//! - `<store>/verified.log`: records appended by whoever checked an object, one
+//!   `write` each (O_APPEND: atomic for such small writes);
+//! - `<store>/verified`: the same records sorted by hash, written by
+//!   compaction (when a process's log tail grows large, and by `verify`, which
+//!   re-hashes everything anyway) and replaced by rename. Processes map it
+//!   read-only and binary-search it, so a hundred mount daemons share one copy
+//!   in the page cache instead of each holding every record on its heap.
+//!
+//! A record is 48 bytes: hash, ctime seconds, ctime nanoseconds, and a 4-byte
+//! blake3 check of the first 44 bytes. A torn or damaged record is ignored (the
+//! object is simply hashed again); losing records costs only re-hashing.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -27,16 +35,49 @@ use crate::store::hash::Hash;
 use crate::store::objects;
 
 const RECORD: usize = 48;
+/// A process compacts once it holds this many records from the log.
+const COMPACT_TAIL: usize = 8192;
 
 /// An object's ctime: (seconds, nanoseconds).
-type Ctime = (i64, u32);
+pub type Ctime = (i64, u32);
+
+/// What a process knows of the records: the mapped sorted file and the log
+/// records read so far.
+#[derive(Default)]
+struct Known {
+    sorted: Option<memmap2::Mmap>,
+    tail: HashMap<Hash, Ctime>,
+    /// Bytes of the log read, and the log's inode (a new log restarts at 0).
+    log_read: u64,
+    log_ino: u64,
+}
+
+impl Known {
+    fn lookup(&self, hash: &Hash) -> Option<Ctime> {
+        if let Some(c) = self.tail.get(hash) {
+            return Some(*c);
+        }
+        let map = self.sorted.as_ref()?;
+        let n = map.len() / RECORD;
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let r = &map[mid * RECORD..(mid + 1) * RECORD];
+            match r[..32].cmp(&hash.0[..]) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return decode(r).map(|(_, c)| c),
+            }
+        }
+        None
+    }
+}
 
 /// Checks objects on open and remembers which were verified. Shared by the
 /// threads of one process.
 pub struct ObjectChecker {
     store: Store,
-    path: PathBuf,
-    known: Mutex<HashMap<Hash, Ctime>>,
+    known: Mutex<Known>,
 }
 
 fn encode(hash: &Hash, ctime: Ctime) -> [u8; RECORD] {
@@ -60,29 +101,76 @@ fn decode(r: &[u8]) -> Option<(Hash, Ctime)> {
     Some((Hash(h), (sec, nsec)))
 }
 
+fn sorted_path(store: &Store) -> PathBuf {
+    store.root().join("verified")
+}
+
+fn log_path(store: &Store) -> PathBuf {
+    store.root().join("verified.log")
+}
+
+fn map_sorted(store: &Store) -> Option<memmap2::Mmap> {
+    let f = File::open(sorted_path(store)).ok()?;
+    if f.metadata().ok()?.len() == 0 {
+        return None;
+    }
+    crate::store::sys::map_readonly(&f).ok()
+}
+
 impl ObjectChecker {
-    /// A checker for `store`, knowing every verification recorded so far. An
-    /// unreadable record file only costs re-hashing (logged).
+    /// A checker for `store`, knowing every check recorded so far. Unreadable
+    /// record files only cost re-hashing.
     pub fn new(store: &Store) -> ObjectChecker {
-        let path = store.root().join("verified");
-        let mut known = HashMap::new();
-        let mut data = Vec::new();
-        match File::open(&path).and_then(|mut f| f.read_to_end(&mut data)) {
-            Ok(_) => {
-                for r in data.chunks(RECORD) {
-                    if let Some((h, c)) = decode(r) {
-                        known.insert(h, c);
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => log::warn!("{}: {e}; objects will be re-hashed", path.display()),
-        }
-        ObjectChecker {
+        let c = ObjectChecker {
             store: store.clone(),
-            path,
-            known: Mutex::new(known),
+            known: Mutex::new(Known::default()),
+        };
+        c.refresh(&mut c.lock_known());
+        c
+    }
+
+    fn lock_known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Read log records appended since the last call (by any process); after a
+    /// compaction (a new log), start over with the new sorted file.
+    fn refresh(&self, k: &mut Known) {
+        let path = log_path(&self.store);
+        let Ok(mut f) = File::open(&path) else {
+            return;
+        };
+        let Ok(m) = f.metadata() else { return };
+        if m.ino() != k.log_ino || m.len() < k.log_read {
+            k.tail.clear();
+            k.log_read = 0;
+            k.log_ino = m.ino();
+            k.sorted = map_sorted(&self.store);
         }
+        let mut data = Vec::new();
+        use std::io::Seek;
+        if f.seek(std::io::SeekFrom::Start(k.log_read)).is_err()
+            || f.read_to_end(&mut data).is_err()
+        {
+            return;
+        }
+        let whole = data.len() / RECORD * RECORD;
+        for r in data[..whole].chunks(RECORD) {
+            if let Some((h, c)) = decode(r) {
+                k.tail.insert(h, c);
+            }
+        }
+        k.log_read += whole as u64;
+    }
+
+    fn is_verified(&self, hash: &Hash, ctime: Ctime) -> bool {
+        let mut k = self.lock_known();
+        if k.lookup(hash) == Some(ctime) {
+            return true;
+        }
+        // Another process may have checked it meanwhile.
+        self.refresh(&mut k);
+        k.lookup(hash) == Some(ctime)
     }
 
     /// Open object `hash` read-only if it is whole: present, `size` bytes long,
@@ -101,16 +189,11 @@ impl ObjectChecker {
             });
         }
         let ctime = (m.ctime(), m.ctime_nsec() as u32);
-        let verified = self
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(hash)
-            == Some(&ctime);
-        if verified {
+        if self.is_verified(hash, ctime) {
             return Ok(f);
         }
-        let actual = Hash::from(fsutil::hash_mapped(&f).at(&path)?);
+        // Read, not mapped: a daemon must survive an object truncated under it.
+        let actual = Hash::from(fsutil::hash_read(&f).at(&path)?);
         // The object must not have changed while it was hashed.
         let after = f.metadata().at(&path)?;
         if actual != *hash || (after.ctime(), after.ctime_nsec() as u32) != ctime {
@@ -121,21 +204,62 @@ impl ObjectChecker {
     }
 
     fn record(&self, hash: &Hash, ctime: Ctime) {
-        self.known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(*hash, ctime);
+        let tail = {
+            let mut k = self.lock_known();
+            k.tail.insert(*hash, ctime);
+            k.tail.len()
+        };
+        let path = log_path(&self.store);
         let appended = OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
-            .open(&self.path)
+            .open(&path)
             .and_then(|mut f| f.write_all(&encode(hash, ctime)));
         if let Err(e) = appended {
-            // Only costs a re-hash after a restart.
-            log::debug!("{}: {e}", self.path.display());
+            log::debug!("{}: {e}", path.display());
+        }
+        if tail > COMPACT_TAIL {
+            if let Err(e) = compact(&self.store, None) {
+                log::debug!("compacting object check records: {e}");
+            }
+            self.refresh(&mut self.lock_known());
         }
     }
+}
+
+/// Merge the log into the sorted file (or, with `replace`, write exactly those
+/// records: `verify` knows the state of every object). Skipped when another
+/// process compacts. Records appended while this runs may be lost: that only
+/// costs a re-hash.
+pub fn compact(store: &Store, replace: Option<&[(Hash, Ctime)]>) -> Result<()> {
+    let Some(_lock) = crate::store::lock::try_acquire(&store.lock_path("verified"))? else {
+        return Ok(());
+    };
+    let mut all: std::collections::BTreeMap<Hash, Ctime> = Default::default();
+    match replace {
+        Some(recs) => all.extend(recs.iter().copied()),
+        None => {
+            if let Some(map) = map_sorted(store) {
+                all.extend(map.chunks(RECORD).filter_map(decode));
+            }
+            if let Ok(data) = std::fs::read(log_path(store)) {
+                all.extend(data.chunks(RECORD).filter_map(decode));
+            }
+        }
+    }
+    let mut buf = Vec::with_capacity(all.len() * RECORD);
+    for (h, c) in &all {
+        buf.extend_from_slice(&encode(h, *c));
+    }
+    let sorted = sorted_path(store);
+    let tmp = store.tmp_dir().join("verified.new");
+    std::fs::write(&tmp, &buf).at(&tmp)?;
+    std::fs::rename(&tmp, &sorted).at(&sorted)?;
+    let log = log_path(store);
+    let tmp = store.tmp_dir().join("verified.log.new");
+    File::create(&tmp).at(&tmp)?;
+    std::fs::rename(&tmp, &log).at(&log)
 }
 
 #[cfg(test)]

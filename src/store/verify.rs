@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -21,6 +22,7 @@ use crate::store::error::{IoContext, Result};
 use crate::store::fsutil;
 use crate::store::gc;
 use crate::store::hash::Hash;
+use crate::store::integrity::{self, Ctime};
 use crate::store::objects;
 use crate::store::session::{self, Session};
 
@@ -137,16 +139,25 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
 
     let listing = objects::list(store)?;
     rep.strays = listing.strays.clone();
-    let results: Vec<std::result::Result<bool, String>> = listing
+    // Each object is hashed with its ctime taken before and after: a good one
+    // whose ctime held still is recorded as checked for the mount daemons.
+    let results: Vec<std::result::Result<(bool, Option<Ctime>), String>> = listing
         .objects
         .par_iter()
         .map(|o| {
-            File::open(&o.path)
-                .and_then(|f| fsutil::hash_mapped(&f))
-                .map(|h| Hash::from(h) == o.hash)
-                .map_err(|e| e.to_string())
+            let f = File::open(&o.path).map_err(|e| e.to_string())?;
+            let ctime = |f: &File| {
+                f.metadata()
+                    .map(|m| (m.ctime(), m.ctime_nsec() as u32))
+                    .map_err(|e| e.to_string())
+            };
+            let before = ctime(&f)?;
+            let good = fsutil::hash_mapped(&f).map_err(|e| e.to_string())? == o.hash.0;
+            let steady = ctime(&f)? == before;
+            Ok((good, (good && steady).then_some(before)))
         })
         .collect();
+    let mut checked = Vec::new();
     let mut present = HashSet::new();
     let mut bad = Vec::new();
     for (r, o) in results.into_iter().zip(&listing.objects) {
@@ -154,8 +165,8 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         rep.objects_checked += 1;
         rep.bytes_checked += o.size;
         match r {
-            Ok(true) => {}
-            Ok(false) => bad.push((o.hash, Problem::Corrupt)),
+            Ok((true, ctime)) => checked.extend(ctime.map(|c| (o.hash, c))),
+            Ok((false, _)) => bad.push((o.hash, Problem::Corrupt)),
             Err(e) => rep.unreadable.push((o.path.clone(), e)),
         }
         if !users.contains_key(&o.hash) {
@@ -166,6 +177,9 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         if !present.contains(h) {
             bad.push((*h, Problem::Missing));
         }
+    }
+    if let Err(e) = integrity::compact(store, Some(&checked)) {
+        log::warn!("recording checked objects: {e}");
     }
     bad.sort();
     for (hash, problem) in bad {
