@@ -75,7 +75,7 @@ pub(crate) fn clear_mountpoint(store: &Store, ct: &str) {
 
 /// The container record, from one short catalog open.
 pub fn record(store: &Store, ct: &str) -> Result<ContainerRecord> {
-    Catalog::open(store)?
+    Catalog::open_read_only(store)?
         .container(ct)?
         .ok_or_else(|| Error::ContainerNotFound(ct.to_string()))
 }
