@@ -6,6 +6,7 @@ mod container_basic;
 mod container_isolation;
 mod container_model;
 mod container_workload;
+mod faults;
 mod store_bad_input;
 mod store_crash;
 mod store_dedup;
