@@ -56,7 +56,9 @@ impl Catalog {
         opts.set_max_log_file_size(1 << 20);
         opts.set_max_open_files(256);
         opts.set_recycle_log_file_num(2);
-        opts.set_max_total_wal_size(64 << 20);
+        // Also caps the WAL preallocation (an fallocate at open, which fails when
+        // less is free).
+        opts.set_max_total_wal_size(4 << 20);
         // Opened for milliseconds by short processes: keep opening cheap.
         opts.set_skip_stats_update_on_db_open(true);
         opts.set_max_file_opening_threads(1);

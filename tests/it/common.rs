@@ -11,9 +11,14 @@ use std::process::{Command, Output};
 
 use vzstore::store::fsutil;
 
-/// Path of the built `vzstore` binary.
+/// Path of the built `vzstore` binary; `VZSTORE_TEST_BIN` overrides it (the
+/// uplifted `target/release/vzstore` is shared by every worktree building into
+/// the same target directory, so a concurrent build can replace it mid-run).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vzstore"))
+    match std::env::var_os("VZSTORE_TEST_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_vzstore")),
+    }
 }
 
 /// Run `vzstore --store STORE args...` and return its output.
@@ -22,6 +27,18 @@ pub fn vz(store: &Path, args: &[&str]) -> Output {
         .arg("--store")
         .arg(store)
         .args(args)
+        .output()
+        .expect("run vzstore")
+}
+
+/// Run `vzstore --store STORE args...` with extra environment variables (for
+/// example `FAILPOINTS`) and return its output.
+pub fn vz_env(store: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run vzstore")
 }
@@ -369,20 +386,33 @@ impl Mounted {
     /// Mount container `name` at its default mount point; fails the test loudly
     /// if the mount does not come up.
     pub fn new(store: &Path, name: &str) -> Mounted {
-        Mounted::mount(store, name, &[], false)
+        Mounted::mount(store, name, &[], false, &[])
     }
 
     /// Mount with extra `mount` flags and the daemon logging at info level.
     pub fn with_log(store: &Path, name: &str, flags: &[&str]) -> Mounted {
-        Mounted::mount(store, name, flags, true)
+        Mounted::mount(store, name, flags, true, &[])
     }
 
-    fn mount(store: &Path, name: &str, flags: &[&str], info_log: bool) -> Mounted {
+    /// Mount with extra environment variables, which the mount daemon inherits
+    /// (for example `FAILPOINTS=journal-append=return(ENOSPC)`).
+    pub fn with_env(store: &Path, name: &str, env: &[(&str, &str)]) -> Mounted {
+        Mounted::mount(store, name, &[], false, env)
+    }
+
+    fn mount(
+        store: &Path,
+        name: &str,
+        flags: &[&str],
+        info_log: bool,
+        env: &[(&str, &str)],
+    ) -> Mounted {
         let mut cmd = Command::new(bin());
         cmd.arg("--store")
             .arg(store)
             .args(["mount", name])
-            .args(flags);
+            .args(flags)
+            .envs(env.iter().copied());
         if info_log {
             cmd.env("RUST_LOG", "info");
         }
@@ -407,12 +437,151 @@ impl Mounted {
         vz_ok(&self.store, &["umount", &self.name]);
         self.name.clear();
     }
+
+    /// Unmount now, requiring `vzstore umount` to fail; returns its stderr.
+    pub fn umount_err(mut self) -> String {
+        let err = vz_err(&self.store, &["umount", &self.name]);
+        self.name.clear();
+        err
+    }
 }
 
 impl Drop for Mounted {
     fn drop(&mut self) {
         if !self.name.is_empty() {
             let _ = vz(&self.store, &["umount", &self.name]);
+        }
+    }
+}
+
+/// A small ext4 file system on a loop device, mounted at `path` for the life of
+/// the value: for real "disk full" tests. Dropping it unmounts it (recursively,
+/// lazily as a last resort) and detaches its loop device, even after a panic.
+/// Drop anything mounted inside it (a [`Mounted`]) first.
+pub struct LoopFs {
+    pub img: PathBuf,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn run_cmd(prog: &str, args: &[&OsStr]) -> Output {
+    Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {prog}: {e}"))
+}
+
+impl LoopFs {
+    /// A fresh, empty ext4 file system of `mib` MiB.
+    pub fn new(mib: u64) -> LoopFs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = dir.path().join("fs.img");
+        let path = dir.path().join("mnt");
+        fs::create_dir(&path).unwrap();
+        let size = format!("{mib}M");
+        let out = run_cmd(
+            "truncate",
+            &[OsStr::new("-s"), OsStr::new(&size), img.as_os_str()],
+        );
+        assert!(out.status.success(), "truncate: {out:?}");
+        let out = run_cmd(
+            "mkfs.ext4",
+            &[OsStr::new("-q"), OsStr::new("-F"), img.as_os_str()],
+        );
+        assert!(out.status.success(), "mkfs.ext4: {out:?}");
+        // From here on Drop cleans up whatever was set up.
+        let lfs = LoopFs {
+            img,
+            path,
+            _dir: dir,
+        };
+        let out = run_cmd(
+            "mount",
+            &[
+                OsStr::new("-o"),
+                OsStr::new("loop"),
+                lfs.img.as_os_str(),
+                lfs.path.as_os_str(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "mount -o loop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lfs
+    }
+
+    /// Free bytes of the file system (for the superuser).
+    pub fn free(&self) -> u64 {
+        let st = rustix::fs::statvfs(&self.path).unwrap();
+        st.f_bfree * st.f_frsize
+    }
+}
+
+/// Mount points at or below `dir`, deepest first (from /proc/self/mountinfo;
+/// octal escapes such as `\040` are decoded).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| {
+            let b = m.as_bytes();
+            let mut v = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'\\' && i + 3 < b.len() {
+                    let oct = std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("");
+                    if let Ok(c) = u8::from_str_radix(oct, 8) {
+                        v.push(c);
+                        i += 4;
+                        continue;
+                    }
+                }
+                v.push(b[i]);
+                i += 1;
+            }
+            PathBuf::from(OsStr::from_bytes(&v))
+        })
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    out.dedup();
+    out
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        // Nested mounts first (a container's FUSE mount: its daemon saves and
+        // exits), then the file system itself, retried while the daemons exit.
+        let start = std::time::Instant::now();
+        loop {
+            let mounts = mounts_under(&self.path);
+            if mounts.is_empty() {
+                break;
+            }
+            for m in &mounts {
+                let _ = run_cmd("umount", &[m.as_os_str()]);
+            }
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                eprintln!(
+                    "LoopFs: {} still busy; detaching lazily",
+                    self.path.display()
+                );
+                for m in &mounts {
+                    let _ = run_cmd("umount", &[OsStr::new("-l"), m.as_os_str()]);
+                }
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // `mount -o loop` sets autoclear, but detach explicitly in case.
+        let out = run_cmd("losetup", &[OsStr::new("-j"), self.img.as_os_str()]);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(dev) = line.split(':').next().filter(|d| d.starts_with("/dev/")) {
+                run_cmd("losetup", &[OsStr::new("-d"), OsStr::new(dev)]);
+            }
         }
     }
 }

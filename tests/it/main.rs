@@ -7,6 +7,7 @@ mod container_isolation;
 mod container_liveness;
 mod container_model;
 mod container_workload;
+mod faults;
 mod integrity;
 mod security;
 mod store_bad_input;
