@@ -70,7 +70,11 @@ pub fn default_mountpoint(store: &Store, ct: &str) -> PathBuf {
 /// Record where a container is mounted (by whoever serves it).
 pub(crate) fn record_mountpoint(store: &Store, ct: &str, mnt: &Path) -> Result<()> {
     let p = mountpoint_file(store, ct);
-    fs::write(&p, mnt.as_os_str().as_encoded_bytes()).at(&p)
+    let r = fs::write(&p, mnt.as_os_str().as_encoded_bytes()).at(&p);
+    if r.is_err() {
+        let _ = fs::remove_file(&p); // no half-written record
+    }
+    r
 }
 
 /// Forget where a container was mounted.
@@ -97,11 +101,11 @@ pub fn current_mountpoint(store: &Store, rec: &ContainerRecord) -> Result<Option
     }
     let p = mountpoint_file(store, &rec.name);
     match fs::read(&p) {
-        Ok(b) => Ok(Some(PathBuf::from(
+        Ok(b) if !b.is_empty() => Ok(Some(PathBuf::from(
             String::from_utf8_lossy(&b).into_owned(),
         ))),
         // Not recorded (a full disk at mount): the kernel knows.
-        Err(_) => Ok(mountinfo::find_source(&fsname(&rec.name))),
+        _ => Ok(mountinfo::find_source(&fsname(&rec.name))),
     }
 }
 

@@ -302,7 +302,7 @@ fn change_after_check_is_caught(passthrough: bool) {
     assert_eq!(fs::read(root.join("etc/app/good")).unwrap(), f.good);
     assert_eq!(fs::read(root.join("usr/lib/big")).unwrap(), f.big);
     assert_eq!(fs::read(root.join("etc/app/flipped")).unwrap(), f.flipped);
-    let rec = fs::metadata(store.join("verified")).unwrap().len();
+    let rec = fs::metadata(store.join("verified.log")).unwrap().len();
     assert!(
         rec >= 3 * 48 && rec.is_multiple_of(48),
         "verified records: {rec} bytes"
