@@ -4,7 +4,6 @@
 //! Each file's content is re-hashed after copying, so a corrupt object is reported,
 //! never silently exported.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
@@ -86,29 +85,28 @@ pub fn write_tree(store: &Store, m: &Manifest, dest: &Path) -> Result<()> {
         let p = target(dest, e);
         fs::create_dir(&p).at(&p)?;
     }
-    // 2. File contents in parallel: one copy per hardlink group.
-    let mut leaders: HashMap<u32, &Entry> = HashMap::new();
-    let mut copies = Vec::new();
-    for e in m.entries.iter().filter(|e| e.kind == Kind::File) {
-        if e.link_group == 0 || !leaders.contains_key(&e.link_group) {
-            if e.link_group != 0 {
-                leaders.insert(e.link_group, e);
-            }
-            copies.push(e);
-        }
-    }
+    // 2. File contents in parallel: one copy per hardlink group (its leader).
+    let leaders = m.link_leaders();
+    let is_leader = |i: usize, e: &Entry| e.link_group == 0 || leaders[&e.link_group] == i;
+    let copies: Vec<&Entry> = m
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| e.kind == Kind::File && is_leader(*i, e))
+        .map(|(_, e)| e)
+        .collect();
     copies
         .par_iter()
         .try_for_each(|e| copy_object(store, e, &target(dest, e)))?;
     // 3. Everything else, hardlinks included.
-    for e in &m.entries {
+    for (i, e) in m.entries.iter().enumerate() {
         let p = target(dest, e);
         let mode = Mode::from_raw_mode(0o600);
         match e.kind {
             Kind::Dir => {}
             Kind::File => {
-                if let Some(leader) = leaders.get(&e.link_group).filter(|l| !std::ptr::eq(**l, e)) {
-                    let lp = target(dest, leader);
+                if !is_leader(i, e) {
+                    let lp = target(dest, &m.entries[leaders[&e.link_group]]);
                     fs::hard_link(&lp, &p).at(&p)?;
                 }
             }

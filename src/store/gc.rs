@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use crate::store::Store;
 use crate::store::catalog::Catalog;
 use crate::store::error::{IoContext, Result};
+use crate::store::fsutil;
 use crate::store::hash::Hash;
 use crate::store::lock;
 use crate::store::objects;
@@ -114,6 +115,8 @@ pub fn gc(store: &Store) -> Result<GcSummary> {
             Err(e) => return Err(e).at(&o.path),
         }
     }
+    // Test builds: stop here, as a gc killed with objects in its trash would.
+    fsutil::failpoint_io("gc-trashed").at(&trash)?;
     let (second, _) = reachable(store)?;
     for o in trashed {
         let t = trash.join(o.hash.to_hex());

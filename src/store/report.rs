@@ -109,6 +109,9 @@ pub fn report(store: &Store, measure: MeasureTree<'_>) -> Result<Report> {
         }
         (cs, ts)
     };
+    // Test builds: a pause here shows that the catalog is closed meanwhile.
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("report-measure");
     let mut containers = Vec::new();
     for (c, base) in containers_in {
         let dir = store.container_dir(&c.name);

@@ -9,6 +9,7 @@ mod container_model;
 mod container_workload;
 mod faults;
 mod integrity;
+mod regressions;
 mod security;
 mod store_bad_input;
 mod store_crash;

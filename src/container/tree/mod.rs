@@ -253,6 +253,7 @@ impl Tree {
             }
         }
         self.journal.compact(&recs)?;
+        log::info!("container state saved ({} records)", recs.len());
         for ino in dirty {
             if let Some(n) = self.nodes.get_mut(&ino) {
                 n.attr_dirty = false;

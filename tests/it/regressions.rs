@@ -1,0 +1,107 @@
+//! Regression tests named after the defects a review found (issue 8) and the
+//! load-time checks of issue 7.5.
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn log_count(store: &std::path::Path, ct: &str, needle: &str) -> usize {
+    fs::read_to_string(store.join("private").join(ct).join("mount.log"))
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+#[test]
+fn unmount_saves_the_container_state_once() {
+    let (_t, store, _src) = fixture_store();
+    vz_ok(&store, &["create", "c1", "--template", "fx"]);
+    let m = Mounted::with_log(&store, "c1", &[]);
+    fs::create_dir(m.path.join("made")).unwrap();
+    let before = log_count(&store, "c1", "container state saved");
+    m.umount();
+    let after = log_count(&store, "c1", "container state saved");
+    assert_eq!(after - before, 1, "snapshots written at unmount");
+    // Nothing changed since the load: no snapshot at all.
+    let m = Mounted::with_log(&store, "c1", &[]);
+    assert!(m.path.join("made").is_dir());
+    m.umount();
+    assert_eq!(log_count(&store, "c1", "container state saved"), after);
+}
+
+#[test]
+fn report_does_not_hold_the_catalog_while_it_measures() {
+    let (_t, store, _src) = fixture_store();
+    vz_ok(&store, &["create", "c1", "--template", "fx"]);
+    let mut report = Command::new(bin())
+        .arg("--store")
+        .arg(&store)
+        .arg("report")
+        .env("FAILPOINTS", "report-measure=sleep(4000)")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let start = Instant::now();
+    vz_ok(&store, &["create", "c2", "--template", "fx"]);
+    let took = start.elapsed();
+    assert!(
+        report.try_wait().unwrap().is_none(),
+        "report finished before create ran: the test proves nothing"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "create waited {took:?} for report"
+    );
+    assert!(report.wait().unwrap().success());
+}
+
+#[test]
+fn gc_stopped_with_objects_in_its_trash_loses_nothing() {
+    let (t, store, src) = fixture_store();
+    let other = t.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("only-here"), noise(3, 70_000)).unwrap();
+    vz_ok(
+        &store,
+        &["ingest", other.to_str().unwrap(), "--name", "gone"],
+    );
+    vz_ok(&store, &["templates", "rm", "gone"]);
+    let out = vz_env(&store, &[("FAILPOINTS", "gc-trashed=return")], &["gc"]);
+    assert!(!out.status.success());
+    assert!(
+        fs::read_dir(store.join("tmp/gc-trash")).unwrap().count() > 0,
+        "the stopped gc left its trash"
+    );
+    // verify first puts the trash back, and calls the store clean.
+    let v = vz_ok(&store, &["verify"]);
+    assert!(v.contains("-> clean"), "{v}");
+    vz_ok(&store, &["gc"]);
+    let exp = t.path().join("exp");
+    vz_ok(&store, &["export", "fx", exp.to_str().unwrap()]);
+    assert_eq!(snapshot(&exp), snapshot(&src));
+}
+
+#[test]
+fn missing_data_file_is_reported_at_load_not_served_as_garbage() {
+    let (_t, store, _src) = fixture_store();
+    vz_ok(&store, &["create", "c1", "--template", "fx"]);
+    let m = Mounted::new(&store, "c1");
+    fs::write(m.path.join("etc/mine"), b"my own bytes").unwrap();
+    m.umount();
+    // A power loss before the data file reached the disk.
+    for e in fs::read_dir(store.join("private/c1/data")).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let m = Mounted::new(&store, "c1");
+    assert_eq!(fs::read(m.path.join("etc/mine")).unwrap(), b"");
+    m.umount();
+    assert_eq!(
+        log_count(&store, "c1", "/etc/mine (inode"),
+        1,
+        "{}",
+        fs::read_to_string(store.join("private/c1/mount.log")).unwrap()
+    );
+}
