@@ -120,6 +120,7 @@ fn journal_full_changes_fail_and_leave_no_trace() {
                 OpenOptions::new()
                     .write(true)
                     .create(true)
+                    .truncate(false)
                     .open(p.join("etc/newfile"))
                     .map(drop)
             }),
@@ -377,6 +378,7 @@ fn disk_full_in_a_container() {
     let f = OpenOptions::new()
         .write(true)
         .create(true)
+        .truncate(true)
         .open(&fill)
         .unwrap();
     let chunk = 1 << 20;
@@ -439,7 +441,7 @@ fn daemon_pid(store: &Path, ct: &str) -> Option<i32> {
             continue;
         };
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        let has = |s: &str| args.iter().any(|a| *a == s.as_bytes());
+        let has = |s: &str| args.contains(&s.as_bytes());
         if has("mount") && has("--foreground") && has(ct) && has(store) {
             return Some(pid);
         }
@@ -560,6 +562,7 @@ fn staging_started(store: &Path) -> bool {
 }
 
 #[test]
+#[allow(clippy::zombie_processes)] // every path waits: a finished child, or kill + wait
 fn kill_ingest_midway() {
     let (t, store) = new_store();
     let srcs: Vec<PathBuf> = (0..3)
