@@ -11,6 +11,19 @@ use std::process::{Command, Output};
 
 use vzstore::store::fsutil;
 
+/// Whether the calling test may run: it needs root (FUSE mounts, owners other
+/// than the caller, device nodes, trusted xattrs, debootstrap). As any other user
+/// it says why the test is skipped and returns false; as root every test runs.
+pub fn require_root(why: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    // Straight to stderr: the test harness captures only `print!`/`eprint!`.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: needs root ({why})");
+    false
+}
+
 /// Path of the built `vzstore` binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vzstore"))
