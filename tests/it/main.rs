@@ -15,3 +15,4 @@ mod store_fidelity;
 mod store_gc;
 mod store_real_trees;
 mod store_verify;
+mod tree_model;
