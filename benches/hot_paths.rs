@@ -143,7 +143,7 @@ fn file_attrs(i: u64) -> InodeAttrs {
         mtime: t,
         ctime: t,
         xattrs: BTreeMap::new(),
-        content: if i % 2 == 0 {
+        content: if i.is_multiple_of(2) {
             Content::Private
         } else {
             Content::Shared(Hash::of(&i.to_le_bytes()))
