@@ -1,5 +1,5 @@
-//! Errors of container file-system operations. Each variant is one POSIX error the
-//! FUSE adapter reports as is (its single `to_errno` lives in `src/fs/errno.rs`).
+//! Errors of container file-system operations. Each variant is one POSIX error,
+//! numbered by [`FsError::errno`] (the FUSE adapter reports it as is).
 
 use std::io;
 
@@ -46,6 +46,31 @@ pub enum FsError {
 impl From<rustix::io::Errno> for FsError {
     fn from(e: rustix::io::Errno) -> FsError {
         FsError::Io(e.into())
+    }
+}
+
+impl FsError {
+    /// The POSIX error number of this error (EIO for a store or I/O failure that
+    /// carries none). The FUSE adapter's `to_errno` and the model tests use it.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::Invalid => libc::EINVAL,
+            FsError::NotPermitted => libc::EPERM,
+            FsError::NoAttr => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::TooManyLinks => libc::EMLINK,
+            FsError::NotSupported => libc::EOPNOTSUPP,
+            FsError::Stale => libc::ESTALE,
+            FsError::Busy => libc::ETXTBSY,
+            FsError::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Store(e) => e.raw_os_error().unwrap_or(libc::EIO),
+        }
     }
 }
 

@@ -11,6 +11,19 @@ use std::process::{Command, Output};
 
 use vzstore::store::fsutil;
 
+/// Whether the calling test may run: it needs root (FUSE mounts, owners other
+/// than the caller, device nodes, trusted xattrs, debootstrap). As any other user
+/// it says why the test is skipped and returns false; as root every test runs.
+pub fn require_root(why: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    // Straight to stderr: the test harness captures only `print!`/`eprint!`.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: needs root ({why})");
+    false
+}
+
 /// Path of the built `vzstore` binary; `VZSTORE_TEST_BIN` overrides it (the
 /// uplifted `target/release/vzstore` is shared by every worktree building into
 /// the same target directory, so a concurrent build can replace it mid-run).

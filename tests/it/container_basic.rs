@@ -7,6 +7,9 @@ use crate::common::*;
 
 #[test]
 fn mount_serves_template_identically() {
+    if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
+        return;
+    }
     let (_t, store, src) = fixture_store();
     let out = vz_ok(&store, &["create", "c1", "--template", "fx"]);
     assert!(out.contains("created container c1 from fx@1"), "{out}");
@@ -27,6 +30,9 @@ fn mount_serves_template_identically() {
 
 #[test]
 fn changes_persist_across_remount() {
+    if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     let m = Mounted::new(&store, "c1");
@@ -51,6 +57,9 @@ fn changes_persist_across_remount() {
 
 #[test]
 fn bad_input_is_refused() {
+    if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
+        return;
+    }
     let (t, store, _src) = fixture_store();
     let err = vz_err(&store, &["mount", "nope"]);
     assert!(err.contains("container nope does not exist"), "{err}");
@@ -91,6 +100,9 @@ fn bad_input_is_refused() {
 
 #[test]
 fn report_counts_containers() {
+    if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     vz_ok(&store, &["create", "c2", "--template", "fx"]);
@@ -117,6 +129,9 @@ fn report_counts_containers() {
 
 #[test]
 fn stale_mount_is_cleaned_and_fsynced_data_survives_sigkill() {
+    if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     let m = Mounted::new(&store, "c1");
@@ -171,6 +186,9 @@ pub fn kill_daemon(store: &std::path::Path, name: &str) {
 /// passthrough broke, not that the kernel lacks it.
 #[test]
 fn passthrough_is_used_and_logged() {
+    if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
+        return;
+    }
     let (_t, store, src) = fixture_store();
     vz_ok(&store, &["create", "c1", "c2", "--template", "fx"]);
     let m = Mounted::with_log(&store, "c1", &[]);
@@ -206,6 +224,9 @@ fn passthrough_is_used_and_logged() {
 /// every file readable.
 #[test]
 fn gc_keeps_objects_of_containers() {
+    if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
+        return;
+    }
     let (t, store, src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     // A new version of the template with different content; then try to drop v1.

@@ -9,6 +9,9 @@ use crate::common::*;
 
 #[test]
 fn no_operation_reaches_shared_objects_or_other_containers() {
+    if !require_root("FUSE mounts of the fixture: device nodes, other owners") {
+        return;
+    }
     let (t, store, src) = fixture_store();
     let objects_before = objects_state(&store);
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
@@ -95,6 +98,9 @@ fn no_operation_reaches_shared_objects_or_other_containers() {
 
 #[test]
 fn unlinked_open_file_and_directory_rename_behave_like_ext4() {
+    if !require_root("FUSE mounts of the fixture: device nodes, other owners") {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     let m = Mounted::new(&store, "c1");

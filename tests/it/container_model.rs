@@ -121,6 +121,9 @@ fn template(dir: &Path) {
 
 #[test]
 fn mount_behaves_like_a_plain_directory() {
+    if !require_root("mounts containers with FUSE") {
+        return;
+    }
     let (t, store) = new_store();
     let src = t.path().join("src");
     template(&src);

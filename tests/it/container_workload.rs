@@ -33,6 +33,9 @@ fn chroot(root: &std::path::Path, script: &str) -> String {
 
 #[test]
 fn chroot_runs_python_useradd_su_and_dpkg() {
+    if !require_root("debootstrap, chroot and a FUSE mount") {
+        return;
+    }
     let src = debian_large();
     let (_t, store) = new_store();
     vz_ok(

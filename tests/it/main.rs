@@ -1,5 +1,7 @@
-//! vzstore integration tests: one binary, one module per area. They run as root
-//! (device nodes, owners, trusted xattrs) and use the real binary.
+//! vzstore integration tests: one binary, one module per area, using the real
+//! binary. Tests that need root (FUSE mounts, device nodes, other owners, trusted
+//! xattrs) skip themselves with the reason when run as a user
+//! ([`common::require_root`]); as root every test runs.
 
 mod common;
 mod container_basic;
@@ -18,3 +20,4 @@ mod store_fidelity;
 mod store_gc;
 mod store_real_trees;
 mod store_verify;
+mod tree_model;
