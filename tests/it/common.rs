@@ -24,6 +24,20 @@ pub fn require_root(why: &str) -> bool {
     false
 }
 
+/// Whether the calling test may run: it injects faults with `FAILPOINTS`, which
+/// only a build with `--features failpoints` (tools/test.sh, CI) obeys.
+pub fn require_failpoints() -> bool {
+    if cfg!(feature = "failpoints") {
+        return true;
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: needs a build with --features failpoints"
+    );
+    false
+}
+
 /// Path of the built `vzstore` binary; `VZSTORE_TEST_BIN` overrides it (the
 /// uplifted `target/release/vzstore` is shared by every worktree building into
 /// the same target directory, so a concurrent build can replace it mid-run).

@@ -11,6 +11,9 @@ use crate::common::*;
 
 #[test]
 fn stat_answers_during_a_1gib_copy_up() {
+    if !require_root("FUSE mounts") {
+        return;
+    }
     let (t, store) = new_store();
     let src = t.path().join("src");
     fs::create_dir_all(src.join("etc")).unwrap();
@@ -63,6 +66,9 @@ fn stat_answers_during_a_1gib_copy_up() {
 
 #[test]
 fn write_open_beside_read_only_passthrough_handles_is_refused_cleanly() {
+    if !require_root("FUSE mounts") {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     let m = Mounted::new(&store, "c1");
@@ -90,6 +96,9 @@ fn write_open_beside_read_only_passthrough_handles_is_refused_cleanly() {
 
 #[test]
 fn unknown_ioctls_get_enotty_and_no_log_lines() {
+    if !require_root("FUSE mounts") {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     let m = Mounted::new(&store, "c1");

@@ -102,6 +102,12 @@ fn pattern(off: u64, len: usize) -> Vec<u8> {
 
 #[test]
 fn journal_full_changes_fail_and_leave_no_trace() {
+    if !require_root("FUSE mounts, loop devices, signals to root daemons") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let (_t, store) = container_store();
     let m = Mounted::with_env(
         &store,
@@ -195,6 +201,12 @@ fn journal_full_changes_fail_and_leave_no_trace() {
 
 #[test]
 fn umount_whose_final_save_fails_keeps_the_journal() {
+    if !require_root("FUSE mounts, loop devices, signals to root daemons") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let (_t, store) = container_store();
     let private = store.join("private/c");
     let m = Mounted::with_env(
@@ -238,6 +250,12 @@ fn umount_whose_final_save_fails_keeps_the_journal() {
 
 #[test]
 fn ingest_faults_change_nothing() {
+    if !require_root("FUSE mounts, loop devices, signals to root daemons") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let (t, store) = new_store();
     let mut seed = 100;
     let mut version = 0;
@@ -297,6 +315,12 @@ fn ingest_faults_change_nothing() {
 
 #[test]
 fn copy_up_failure_leaves_the_shared_file() {
+    if !require_root("FUSE mounts, loop devices, signals to root daemons") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let (t, store) = container_store();
     let original = fs::read(t.path().join("ct-src/usr/bin/tool")).unwrap();
     let data = store.join("private/c/data");
@@ -321,6 +345,12 @@ fn copy_up_failure_leaves_the_shared_file() {
 
 #[test]
 fn disk_full_ingest_fails_cleanly() {
+    if !require_root("FUSE mounts, loop devices, signals to root daemons") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let lfs = LoopFs::new(64);
     let store = lfs.path.join("store");
     vz_ok(&store, &["init"]);
@@ -362,6 +392,12 @@ fn disk_full_ingest_fails_cleanly() {
 
 #[test]
 fn disk_full_in_a_container() {
+    if !require_root("FUSE mounts, loop devices, signals to root daemons") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let lfs = LoopFs::new(64);
     let store = lfs.path.join("store");
     vz_ok(&store, &["init"]);
@@ -451,6 +487,12 @@ fn daemon_pid(store: &Path, ct: &str) -> Option<i32> {
 
 #[test]
 fn kill_mount_daemon_during_fsynced_writes() {
+    if !require_root("FUSE mounts, loop devices, signals to root daemons") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let (_t, store) = container_store();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut expected = 0u64; // fsynced bytes of root/log so far
@@ -564,6 +606,9 @@ fn staging_started(store: &Path) -> bool {
 #[test]
 #[allow(clippy::zombie_processes)] // every path waits: a finished child, or kill + wait
 fn kill_ingest_midway() {
+    if !require_root("FUSE mounts, loop devices, signals to root daemons") {
+        return;
+    }
     let (t, store) = new_store();
     let srcs: Vec<PathBuf> = (0..3)
         .map(|i| {
@@ -647,6 +692,12 @@ fn fill_up(dir: &Path) -> PathBuf {
 /// holds changes (its daemon was killed) must still mount.
 #[test]
 fn full_disk_umount_and_remount() {
+    if !require_root("FUSE mounts, loop devices, signals to root daemons") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let lfs = LoopFs::new(64);
     let store = lfs.path.join("store");
     vz_ok(&store, &["init"]);

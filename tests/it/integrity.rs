@@ -283,11 +283,17 @@ fn damaged_objects_give_eio(passthrough: bool) {
 
 #[test]
 fn damaged_objects_give_eio_passthrough() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
     damaged_objects_give_eio(true);
 }
 
 #[test]
 fn damaged_objects_give_eio_without_passthrough() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
     damaged_objects_give_eio(false);
 }
 
@@ -334,11 +340,17 @@ fn change_after_check_is_caught(passthrough: bool) {
 
 #[test]
 fn change_after_check_is_caught_passthrough() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
     change_after_check_is_caught(true);
 }
 
 #[test]
 fn change_after_check_is_caught_without_passthrough() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
     change_after_check_is_caught(false);
 }
 
@@ -423,11 +435,17 @@ fn copy_up_of_damaged_file_fails(passthrough: bool) {
 
 #[test]
 fn copy_up_of_damaged_file_fails_passthrough() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
     copy_up_of_damaged_file_fails(true);
 }
 
 #[test]
 fn copy_up_of_damaged_file_fails_without_passthrough() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
     copy_up_of_damaged_file_fails(false);
 }
 
@@ -441,6 +459,9 @@ fn assert_verify_clean(store: &Path) {
 /// cache (the same tree again).
 #[test]
 fn ingest_replaces_truncated_object() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
     let (t, store) = new_store();
     let src = t.path().join("src");
     let small = noise(20, 40_000);
@@ -484,6 +505,9 @@ fn ingest_replaces_truncated_object() {
 /// the containers on those templates, in text and in JSON.
 #[test]
 fn verify_names_paths_and_containers() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
     let (t, store) = new_store();
     let src = t.path().join("src");
     let shared = noise(30, 10_000);
@@ -569,6 +593,9 @@ fn verify_names_paths_and_containers() {
 /// repair with a complete source leaves the store clean.
 #[test]
 fn verify_repair_restores_from_source() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
     let (t, store) = new_store();
     let src = t.path().join("src");
     let flipped = noise(40, 20_000);
@@ -656,6 +683,12 @@ fn verify_repair_restores_from_source() {
 /// records nothing.
 #[test]
 fn ingest_never_records_a_short_read() {
+    if !require_root("FUSE mounts and object files owned by root") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let (t, store) = new_store();
     let first = t.path().join("first");
     write_tree(&first, &[("kept", b"kept")]);

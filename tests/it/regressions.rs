@@ -16,6 +16,9 @@ fn log_count(store: &std::path::Path, ct: &str, needle: &str) -> usize {
 
 #[test]
 fn unmount_saves_the_container_state_once() {
+    if !require_root("FUSE mounts of the fixture (device nodes)") {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     let m = Mounted::with_log(&store, "c1", &[]);
@@ -33,6 +36,12 @@ fn unmount_saves_the_container_state_once() {
 
 #[test]
 fn report_does_not_hold_the_catalog_while_it_measures() {
+    if !require_root("FUSE mounts of the fixture (device nodes)") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     let mut report = Command::new(bin())
@@ -60,6 +69,12 @@ fn report_does_not_hold_the_catalog_while_it_measures() {
 
 #[test]
 fn gc_stopped_with_objects_in_its_trash_loses_nothing() {
+    if !require_root("FUSE mounts of the fixture (device nodes)") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
     let (t, store, src) = fixture_store();
     let other = t.path().join("other");
     fs::create_dir_all(&other).unwrap();
@@ -86,6 +101,9 @@ fn gc_stopped_with_objects_in_its_trash_loses_nothing() {
 
 #[test]
 fn missing_data_file_is_reported_at_load_not_served_as_garbage() {
+    if !require_root("FUSE mounts of the fixture (device nodes)") {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     vz_ok(&store, &["create", "c1", "--template", "fx"]);
     let m = Mounted::new(&store, "c1");

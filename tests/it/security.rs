@@ -25,6 +25,9 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn other_users_cannot_read_objects_catalog_or_private_data() {
+    if !require_root("another user, other owners and FUSE mounts") {
+        return;
+    }
     let (t, store, _src) = fixture_store();
     // The parent must be open, or every check below would pass for that reason.
     fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -78,6 +81,9 @@ fn other_users_cannot_read_objects_catalog_or_private_data() {
 
 #[test]
 fn stores_made_by_earlier_versions_are_tightened_on_the_next_write() {
+    if !require_root("another user, other owners and FUSE mounts") {
+        return;
+    }
     let (_t, store, _src) = fixture_store();
     for d in ["", "objects", "meta", "private", "tmp", "locks"] {
         fs::set_permissions(store.join(d), fs::Permissions::from_mode(0o755)).unwrap();
@@ -98,6 +104,9 @@ fn stores_made_by_earlier_versions_are_tightened_on_the_next_write() {
 
 #[test]
 fn new_stores_and_private_areas_are_closed_whatever_the_umask() {
+    if !require_root("another user, other owners and FUSE mounts") {
+        return;
+    }
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("s");
     let out = Command::new("sh")
