@@ -9,11 +9,11 @@
 //! Module layering (no cycles): [`inode`] (types) <- [`table`], [`journal`],
 //! [`base`] <- [`tree`] <- [`usage`]; [`error`] is used by all.
 
-pub mod base;
+pub(crate) mod base;
 pub mod error;
 pub mod inode;
 pub mod journal;
-pub mod table;
+pub(crate) mod table;
 pub mod tree;
 pub mod usage;
 

@@ -76,10 +76,6 @@ impl<N> NodeTable<N> {
         }
     }
 
-    pub fn contains_key(&self, ino: &Ino) -> bool {
-        self.get(ino).is_some()
-    }
-
     /// Insert or replace; returns the node it replaced.
     pub fn insert(&mut self, ino: Ino, n: N) -> Option<N> {
         let old = match self.slot(ino) {
@@ -105,10 +101,6 @@ impl<N> NodeTable<N> {
 
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Every (inode number, node), base inodes first.

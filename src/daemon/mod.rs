@@ -6,7 +6,7 @@
 //! log file; the child writes exactly one line, `ready <text>` once it serves or
 //! `error: <message>` if it failed first, and the parent returns that.
 
-pub mod mountinfo;
+pub(crate) mod mountinfo;
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Write};

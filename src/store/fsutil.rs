@@ -44,7 +44,7 @@ pub fn data_segments(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
 /// Copy `segments` of `src` into `dst` at the same offsets, then set `dst`'s length
 /// to `size`, so holes stay holes. Uses copy_file_range (in-kernel copy) and falls
 /// back to read/write where the kernel refuses it (across file systems, some FUSE).
-pub fn copy_segments(src: &File, dst: &File, segments: &[(u64, u64)], size: u64) -> io::Result<()> {
+pub(crate) fn copy_segments(src: &File, dst: &File, segments: &[(u64, u64)], size: u64) -> io::Result<()> {
     for &(off, len) in segments {
         let (mut inoff, mut outoff) = (off, off);
         let end = off + len;
@@ -137,7 +137,7 @@ pub fn hash_segments(file: &File, segments: &[(u64, u64)], size: u64) -> io::Res
 
 /// Hash a whole file by reading it (any file: a concurrent truncation gives a
 /// short-read error, never a signal).
-pub fn hash_read(file: &File) -> io::Result<blake3::Hash> {
+pub(crate) fn hash_read(file: &File) -> io::Result<blake3::Hash> {
     let len = file.metadata()?.len();
     hash_segments(file, &[(0, len)], len)
 }
@@ -145,7 +145,7 @@ pub fn hash_read(file: &File) -> io::Result<blake3::Hash> {
 /// Hash a whole file through a read-only memory map. Only for files the store
 /// owns and nothing else writes (staged objects of this process, published
 /// objects during `verify`): see `sys::map_readonly` for why.
-pub fn hash_mapped(file: &File) -> io::Result<blake3::Hash> {
+pub(crate) fn hash_mapped(file: &File) -> io::Result<blake3::Hash> {
     let len = file.metadata()?.len();
     if len == 0 {
         return Ok(blake3::hash(b""));
@@ -200,7 +200,7 @@ pub fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 }
 
 /// Set extended attributes on `path` (not following symlinks).
-pub fn write_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+pub(crate) fn write_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
     for (name, value) in xattrs {
         rustix::fs::lsetxattr(
             path,
@@ -214,7 +214,7 @@ pub fn write_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()
 
 /// Take an exclusive lock on an open file, waiting if `wait`; `Ok(false)` when
 /// `wait` is false and someone else holds it.
-pub fn lock_exclusive(file: &File, wait: bool) -> io::Result<bool> {
+pub(crate) fn lock_exclusive(file: &File, wait: bool) -> io::Result<bool> {
     let op = if wait {
         FlockOperation::LockExclusive
     } else {
@@ -231,26 +231,26 @@ pub fn lock_exclusive(file: &File, wait: bool) -> io::Result<bool> {
 /// DONTNEED starts writeback of dirty pages and drops only pages already clean).
 /// Ingest calls it on each staged object so that the one `syncfs` before publish
 /// finds most data already on disk instead of waiting for all of it.
-pub fn start_writeback(file: &File) {
+pub(crate) fn start_writeback(file: &File) {
     let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
 }
 
 /// Flush every dirty page and inode of the file system holding `path` to disk.
-pub fn sync_fs(path: &Path) -> io::Result<()> {
+pub(crate) fn sync_fs(path: &Path) -> io::Result<()> {
     let f = File::open(path)?;
     rustix::fs::syncfs(&f)?;
     Ok(())
 }
 
 /// fsync a directory: makes the names created, renamed or removed in it durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// A failpoint on an I/O step: with the `failpoints` feature (test builds only),
 /// `FAILPOINTS=NAME=return(ENOSPC)` (or `return(EIO)`, `return` = EIO) makes the
 /// step fail with that error. Without the feature it compiles to `Ok(())`.
-pub fn failpoint_io(name: &str) -> io::Result<()> {
+pub(crate) fn failpoint_io(name: &str) -> io::Result<()> {
     #[cfg(feature = "failpoints")]
     {
         if let Some(arg) = fail::eval(name, |arg| arg.unwrap_or_default()) {
@@ -267,7 +267,7 @@ pub fn failpoint_io(name: &str) -> io::Result<()> {
 
 /// Create a directory only its owner can enter (0700, whatever the umask); an
 /// existing one is left as it is.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {

@@ -27,13 +27,13 @@ pub mod fsutil;
 pub mod gc;
 pub mod hash;
 pub mod integrity;
-pub mod lock;
+pub(crate) mod lock;
 pub mod manifest;
 pub mod name;
 pub mod objects;
 pub mod records;
 pub mod report;
-pub mod session;
+pub(crate) mod session;
 #[allow(unsafe_code)] // the one audited home of `unsafe`
 pub(crate) mod sys;
 pub mod template;

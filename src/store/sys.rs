@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io;
 
 /// Map a whole file read-only.
-pub fn map_readonly(file: &File) -> io::Result<memmap2::Mmap> {
+pub(crate) fn map_readonly(file: &File) -> io::Result<memmap2::Mmap> {
     // SAFETY: see the module comment: only immutable store-owned files are mapped,
     // and the map is read-only.
     unsafe { memmap2::Mmap::map(file) }
@@ -21,7 +21,7 @@ pub fn map_readonly(file: &File) -> io::Result<memmap2::Mmap> {
 /// Give freed heap memory back to the kernel. A mount daemon decodes its base
 /// manifest once (megabytes) and frees it; without this, glibc keeps those pages
 /// and every idle mount looks that much bigger.
-pub fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     // SAFETY: malloc_trim only walks glibc's own heap; it takes no pointers.
     unsafe {
         libc::malloc_trim(0);
