@@ -44,7 +44,12 @@ pub fn data_segments(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
 /// Copy `segments` of `src` into `dst` at the same offsets, then set `dst`'s length
 /// to `size`, so holes stay holes. Uses copy_file_range (in-kernel copy) and falls
 /// back to read/write where the kernel refuses it (across file systems, some FUSE).
-pub(crate) fn copy_segments(src: &File, dst: &File, segments: &[(u64, u64)], size: u64) -> io::Result<()> {
+pub(crate) fn copy_segments(
+    src: &File,
+    dst: &File,
+    segments: &[(u64, u64)],
+    size: u64,
+) -> io::Result<()> {
     for &(off, len) in segments {
         let (mut inoff, mut outoff) = (off, off);
         let end = off + len;
