@@ -2,11 +2,14 @@
 //! `malloc_trim`.
 //!
 //! Memory maps are `unsafe` because another process could change the mapped file
-//! under us. We only map files that the store owns and never modifies once written
-//! (published objects, and staged objects that only this process writes), read-only.
-//! If such a file were truncated by someone else, reads of the vanished tail would
-//! raise SIGBUS: that is outside the store's contract (objects are read-only files
-//! under the store's directory).
+//! under us. We only map files that the store owns, in directories only root can
+//! enter, and that nothing modifies once written (they are replaced by rename,
+//! never rewritten): staged objects of this process (`ingest::sink`, repair),
+//! published objects while `verify` hashes them, and the sorted object-check
+//! records (`store::integrity`). If such a file were truncated by someone else,
+//! reads of the vanished tail would raise SIGBUS: that is outside the store's
+//! contract. Files outside the store (sources, export destinations) and objects
+//! checked by a mount daemon, which must survive anything, are read, not mapped.
 
 use std::fs::File;
 use std::io;
