@@ -77,7 +77,13 @@ pub fn create(
             backend,
         });
     }
-    db.put_containers(&recs)?;
+    if let Err(e) = db.put_containers(&recs) {
+        // None of them exists: take their directories away again.
+        for name in names {
+            let _ = fs::remove_dir_all(private_dir(store, name));
+        }
+        return Err(e);
+    }
     Ok(recs)
 }
 

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use crate::store::Store;
-use crate::store::error::{Error, Result};
+use crate::store::error::{Error, IoContext, Result};
 use crate::store::hash::Hash;
 use crate::store::lock;
 use crate::store::manifest::Manifest;
@@ -134,6 +134,7 @@ impl Catalog {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
+        crate::store::fsutil::failpoint_io("catalog-commit").at(&self.path)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(batch, &wo).map_err(|e| self.db_err(e))

@@ -123,3 +123,45 @@ fn missing_data_file_is_reported_at_load_not_served_as_garbage() {
         fs::read_to_string(store.join("private/c1/mount.log")).unwrap()
     );
 }
+
+#[test]
+fn a_failed_catalog_commit_leaves_no_template_and_no_container() {
+    if !require_root("the fixture has device nodes") {
+        return;
+    }
+    if !require_failpoints() {
+        return;
+    }
+    let (t, store, _src) = fixture_store();
+    let other = t.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("f"), noise(9, 5000)).unwrap();
+    let before = vz_ok(&store, &["templates"]);
+    for args in [
+        &["ingest", other.to_str().unwrap(), "--name", "t2"][..],
+        &["create", "c1", "c2", "--template", "fx"],
+    ] {
+        let out = vz_env(
+            &store,
+            &[("FAILPOINTS", "catalog-commit=return(EIO)")],
+            args,
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Input/output error"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(vz_ok(&store, &["templates"]), before);
+    assert!(!vz_ok(&store, &["list"]).contains("c1"));
+    assert_eq!(fs::read_dir(store.join("private")).unwrap().count(), 0);
+    // The ingest's objects were published before its commit failed: harmless,
+    // verify calls the store clean and gc removes them.
+    let v = vz_ok(&store, &["verify"]);
+    assert!(v.contains("-> clean"), "{v}");
+    vz_ok(&store, &["gc"]);
+    assert!(vz_ok(&store, &["verify"]).contains("0 unreferenced objects"));
+    vz_ok(&store, &["ingest", other.to_str().unwrap(), "--name", "t2"]);
+    vz_ok(&store, &["create", "c1", "c2", "--template", "fx"]);
+}

@@ -17,6 +17,10 @@ use crate::container::tree::Tree;
 use crate::container::tree::content::{self, CopyUp};
 use crate::store::manifest::Kind;
 
+/// How long (in 5 ms steps) a write open waits for read-only handles that were
+/// just closed to be released before it is refused.
+const RELEASE_WAIT_STEPS: u32 = 40;
+
 /// An open handle. Files keep their passthrough backing id alive (the kernel
 /// reads and writes the backing file directly); without passthrough, reads and
 /// writes go through the inode, so a copy-up by another handle is seen at once.
@@ -138,15 +142,18 @@ impl VzFs {
     }
 
     /// Refuse to copy `ino` up while read-only handles hold its object as their
-    /// passthrough backing (see `passthrough`).
+    /// passthrough backing (see `passthrough`). A handle closed just before is
+    /// released asynchronously (the kernel sends RELEASE after close returns),
+    /// so wait a moment for those first.
     fn check_copy_up(&self, ino: Ino) -> FsResult<()> {
-        if self.passthrough.object_backing_live(ino) && !self.tree().is_private(ino)? {
-            log::info!(
-                "inode {ino}: write open refused while read-only passthrough handles are open"
-            );
-            return Err(FsError::Busy);
+        for _ in 0..RELEASE_WAIT_STEPS {
+            if !self.passthrough.object_backing_live(ino) || self.tree().is_private(ino)? {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        Ok(())
+        log::info!("inode {ino}: write open refused while read-only passthrough handles are open");
+        Err(FsError::Busy)
     }
 
     pub(crate) fn do_read(&self, ino: Ino, offset: u64, size: u32) -> FsResult<Vec<u8>> {
