@@ -23,7 +23,7 @@ use fuser::{
 };
 
 use crate::container::error::{FsError, FsResult};
-use crate::container::inode::{NewNode, RenameMode, Stat, XattrMode};
+use crate::container::inode::{NewNode, RenameMode, SetAttr, Stat, Time, XattrMode};
 use crate::store::manifest::Kind;
 pub use ops::VzFs;
 use ops::caller;
@@ -120,10 +120,16 @@ impl Filesystem for VzFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply_attr(
-            reply,
-            self.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, ctime),
-        );
+        let s = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: attr::time_set(atime),
+            mtime: attr::time_set(mtime),
+            ctime: ctime.map(Time::from_system),
+        };
+        reply_attr(reply, self.do_setattr(ino.0, s));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {

@@ -7,9 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fuser::{BackingId, OpenAccMode, OpenFlags, Request, TimeOrNow};
+use fuser::{BackingId, OpenAccMode, OpenFlags, Request};
 
-use super::attr;
 use super::passthrough::Passthrough;
 use crate::container::error::{FsError, FsResult};
 use crate::container::inode::{Caller, DirEntry, Ino, NewNode, OpenMode, SetAttr, Stat};
@@ -179,39 +178,19 @@ impl VzFs {
         Ok(data.len() as u32)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn do_setattr(
-        &self,
-        ino: Ino,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        ctime: Option<std::time::SystemTime>,
-    ) -> FsResult<Stat> {
-        if let Some(size) = size {
-            let kind = self.tree().stat(ino)?.kind;
-            if kind == Kind::File {
-                self.check_copy_up(ino)?;
-                let how = if size == 0 {
-                    CopyUp::Empty
-                } else {
-                    CopyUp::Content
-                };
-                content::make_private(&self.tree, ino, how)?;
-            }
+    /// setattr: a size change copies a shared file up first (outside the lock).
+    pub(crate) fn do_setattr(&self, ino: Ino, s: SetAttr) -> FsResult<Stat> {
+        if let Some(size) = s.size
+            && self.tree().stat(ino)?.kind == Kind::File
+        {
+            self.check_copy_up(ino)?;
+            let how = if size == 0 {
+                CopyUp::Empty
+            } else {
+                CopyUp::Content
+            };
+            content::make_private(&self.tree, ino, how)?;
         }
-        let s = SetAttr {
-            mode,
-            uid,
-            gid,
-            size,
-            atime: attr::time_set(atime),
-            mtime: attr::time_set(mtime),
-            ctime: ctime.map(crate::store::time::Time::from_system),
-        };
         self.tree().setattr(ino, s)
     }
 
