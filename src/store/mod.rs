@@ -13,7 +13,7 @@
 //! <store>/tmp/                 0700; staging, ingest sessions, gc trash
 //! <store>/private/<CT>/        0700; a container's own data (files 0600)
 //! <store>/root/<CT>/           0755; default mount points
-//! <store>/verified             objects checked on open (see `integrity`)
+//! <store>/verified[.log]       objects checked on open (see `integrity`)
 //! ```
 //!
 //! Only the store's owner (root) reads objects, private data or the catalog:
