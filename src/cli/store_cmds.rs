@@ -61,14 +61,14 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
             };
             let mut rep = store::verify::verify(&st)?;
             if !repair.is_empty() {
-                let fixed = store::verify::repair(&st, &mut rep, &repair)?;
-                if !json {
-                    output::repair(&fixed);
-                }
+                store::verify::repair(&st, &mut rep, &repair)?;
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);
             } else {
+                if let Some(fixed) = &rep.repair {
+                    output::repair(fixed);
+                }
                 output::verify(&rep);
             }
             if !rep.is_clean() {

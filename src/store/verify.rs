@@ -71,6 +71,9 @@ pub struct VerifyReport {
     pub strays: Vec<PathBuf>,
     /// Leftovers of crashed write sessions (harmless; `gc` removes them).
     pub dead_sessions: u64,
+    /// What `--repair` did, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<RepairSummary>,
 }
 
 impl VerifyReport {
@@ -213,9 +216,16 @@ pub struct RepairSummary {
 }
 
 /// Restore the bad objects of `rep` from the regular files under `sources`, then
-/// drop them from `rep`. Unreferenced corrupt objects are restored too when a
-/// source has them; what no source holds stays in `rep` and is named.
-pub fn repair(store: &Store, rep: &mut VerifyReport, sources: &[PathBuf]) -> Result<RepairSummary> {
+/// drop them from `rep` and record what was done in `rep.repair`. Unreferenced
+/// corrupt objects are restored too when a source has them; what no source holds
+/// stays in `rep` and is named.
+pub fn repair(store: &Store, rep: &mut VerifyReport, sources: &[PathBuf]) -> Result<()> {
+    let sum = restore(store, rep, sources)?;
+    rep.repair = Some(sum);
+    Ok(())
+}
+
+fn restore(store: &Store, rep: &mut VerifyReport, sources: &[PathBuf]) -> Result<RepairSummary> {
     let mut wanted: HashMap<Hash, u64> = HashMap::new();
     for b in &rep.bad {
         if let Some(h) = Hash::from_hex(&b.hash) {
