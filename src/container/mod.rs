@@ -115,5 +115,7 @@ pub fn destroy(store: &Store, name: &str) -> Result<()> {
     drop(db);
     let dir = private_dir(store, name);
     fs::remove_dir_all(&dir).at(&dir)?;
+    // Its default mount point, if empty (never anything mounted or stored there).
+    let _ = fs::remove_dir(store.mount_dir().join(name));
     Ok(())
 }

@@ -52,9 +52,10 @@ pub fn backend(b: Backend) -> &'static dyn MountBackend {
     }
 }
 
-/// The source name a container's mount shows in mountinfo.
-pub(crate) fn fsname(ct: &str) -> String {
-    format!("vzstore:{ct}")
+/// The source name a container's mount shows in mountinfo: the store and the
+/// container, so that no store ever takes another store's mount for its own.
+pub(crate) fn fsname(store: &Store, ct: &str) -> String {
+    format!("vzstore:{}/{ct}", store.root().display())
 }
 
 /// Where a container's mount point is recorded while it is mounted.
@@ -105,7 +106,7 @@ pub fn current_mountpoint(store: &Store, rec: &ContainerRecord) -> Result<Option
             String::from_utf8_lossy(&b).into_owned(),
         ))),
         // Not recorded (a full disk at mount): the kernel knows.
-        _ => Ok(mountinfo::find_source(&fsname(&rec.name))),
+        _ => Ok(mountinfo::find_source(&fsname(store, &rec.name))),
     }
 }
 

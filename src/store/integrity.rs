@@ -78,6 +78,9 @@ impl Known {
 pub struct ObjectChecker {
     store: Store,
     known: Mutex<Known>,
+    /// Objects found corrupt, at the ctime they had: refused again at once
+    /// (no re-hash) until they change.
+    corrupt: Mutex<HashMap<Hash, Ctime>>,
 }
 
 fn encode(hash: &Hash, ctime: Ctime) -> [u8; RECORD] {
@@ -124,9 +127,14 @@ impl ObjectChecker {
         let c = ObjectChecker {
             store: store.clone(),
             known: Mutex::new(Known::default()),
+            corrupt: Mutex::new(HashMap::new()),
         };
         c.refresh(&mut c.lock_known());
         c
+    }
+
+    fn lock_corrupt(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, Ctime>> {
+        self.corrupt.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_known(&self) -> std::sync::MutexGuard<'_, Known> {
@@ -173,6 +181,15 @@ impl ObjectChecker {
         k.lookup(hash) == Some(ctime)
     }
 
+    /// Whether an object file opened and checked earlier still is what was
+    /// checked: `size` bytes and the ctime of a recorded check. One fstat.
+    pub fn still_checked(&self, f: &File, hash: &Hash, size: u64) -> bool {
+        match f.metadata() {
+            Ok(m) => m.len() == size && self.is_verified(hash, (m.ctime(), m.ctime_nsec() as u32)),
+            Err(_) => false,
+        }
+    }
+
     /// Open object `hash` read-only if it is whole: present, `size` bytes long,
     /// and (unless verified since its ctime last changed) hashing to its name.
     /// Errors: [`Error::MissingObject`], [`Error::ObjectSize`],
@@ -192,11 +209,15 @@ impl ObjectChecker {
         if self.is_verified(hash, ctime) {
             return Ok(f);
         }
+        if self.lock_corrupt().get(hash) == Some(&ctime) {
+            return Err(Error::CorruptObject(*hash));
+        }
         // Read, not mapped: a daemon must survive an object truncated under it.
         let actual = Hash::from(fsutil::hash_read(&f).at(&path)?);
         // The object must not have changed while it was hashed.
         let after = f.metadata().at(&path)?;
         if actual != *hash || (after.ctime(), after.ctime_nsec() as u32) != ctime {
+            self.lock_corrupt().insert(*hash, ctime);
             return Err(Error::CorruptObject(*hash));
         }
         self.record(hash, ctime);
@@ -254,12 +275,24 @@ pub fn compact(store: &Store, replace: Option<&[(Hash, Ctime)]>) -> Result<()> {
     }
     let sorted = sorted_path(store);
     let tmp = store.tmp_dir().join("verified.new");
-    std::fs::write(&tmp, &buf).at(&tmp)?;
+    create_private(&tmp)
+        .and_then(|mut f| f.write_all(&buf))
+        .at(&tmp)?;
     std::fs::rename(&tmp, &sorted).at(&sorted)?;
     let log = log_path(store);
     let tmp = store.tmp_dir().join("verified.log.new");
-    File::create(&tmp).at(&tmp)?;
+    create_private(&tmp).at(&tmp)?;
     std::fs::rename(&tmp, &log).at(&log)
+}
+
+/// A new, empty file only the owner can read or write, whatever the umask.
+fn create_private(p: &std::path::Path) -> std::io::Result<File> {
+    let _ = std::fs::remove_file(p);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
 }
 
 #[cfg(test)]

@@ -5,20 +5,22 @@
 //! Layout of a store directory (see ARCHITECTURE.md):
 //!
 //! ```text
-//! <store>/                     0711: others may only pass through to root/
+//! <store>/                     0700, and so is every sub-directory
 //! <store>/vzstore-store        marker and format version
 //! <store>/objects/ab/cdef...   0700; immutable blobs named by blake3, mode 0444
 //! <store>/meta/                0700; RocksDB: templates, manifests, containers
 //! <store>/locks/               0700; flock files serialising writers (meta, gc)
 //! <store>/tmp/                 0700; staging, ingest sessions, gc trash
 //! <store>/private/<CT>/        0700; a container's own data (files 0600)
-//! <store>/root/<CT>/           0755; default mount points
+//! <store>/root/<CT>/           default mount points (root/ is 0700: mounts carry suid)
 //! <store>/verified[.log]       objects checked on open (see `integrity`)
 //! ```
 //!
-//! Only the store's owner (root) reads objects, private data or the catalog:
-//! a template's `/etc/shadow` is an object too. Containers serve their files to
-//! other users through their mounts, by the container's own permissions.
+//! Only the store's owner (root) reads objects, private data or the catalog (a
+//! template's `/etc/shadow` is an object too) or reaches a mounted root (whose
+//! setuid programs would otherwise be a way to root for any host user). Inside
+//! a container (chroot, namespaces), the mount serves each file by the
+//! container's own permissions.
 
 pub mod catalog;
 pub mod error;
@@ -53,13 +55,15 @@ pub const FORMAT: u32 = 1;
 
 const SUBDIRS: [&str; 6] = ["objects", "meta", "locks", "tmp", "private", "root"];
 
-/// Mode of the store directory: others may traverse it to reach `root/`.
-const ROOT_MODE: u32 = 0o711;
+/// Mode of the store directory and of every sub-directory: only the store's
+/// owner enters. That includes `root/`, the default mount points: mounts carry
+/// `suid` (containers need their setuid programs), so a host user who could reach
+/// one could run a container's setuid-root program. Container processes reach
+/// their root by chroot or a mount namespace, never through the store.
+const DIR_MODE: u32 = 0o700;
 
-/// Mode of each sub-directory: only `root/` (mount points) is open to others.
-fn subdir_mode(name: &str) -> u32 {
-    if name == "root" { 0o755 } else { 0o700 }
-}
+/// Files at the top of the store that only its owner may read or write.
+const PRIVATE_FILES: [&str; 2] = ["verified", "verified.log"];
 
 /// An opened store directory. Cheap to clone; holds no open files.
 #[derive(Clone, Debug)]
@@ -87,11 +91,11 @@ impl Store {
                 }
             }
         }
-        set_mode(root, ROOT_MODE)?;
+        set_mode(root, DIR_MODE)?;
         for d in SUBDIRS {
             let p = root.join(d);
             fs::create_dir_all(&p).at(&p)?;
-            set_mode(&p, subdir_mode(d))?;
+            set_mode(&p, DIR_MODE)?;
         }
         let objects = root.join("objects");
         for i in 0..=255u8 {
@@ -153,10 +157,15 @@ impl Store {
     pub fn tighten(&self) -> Result<Vec<PathBuf>> {
         use std::os::unix::fs::PermissionsExt;
         let mut changed = Vec::new();
-        let dirs = std::iter::once((self.root.clone(), ROOT_MODE))
-            .chain(SUBDIRS.iter().map(|d| (self.root.join(d), subdir_mode(d))));
+        let dirs = std::iter::once((self.root.clone(), DIR_MODE))
+            .chain(SUBDIRS.iter().map(|d| (self.root.join(d), DIR_MODE)))
+            .chain(PRIVATE_FILES.iter().map(|f| (self.root.join(f), 0o600)));
         for (p, mode) in dirs {
-            let m = fs::metadata(&p).at(&p)?;
+            let m = match fs::metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).at(&p),
+            };
             if m.permissions().mode() & 0o777 & !mode != 0 {
                 set_mode(&p, mode)?;
                 changed.push(p);

@@ -220,6 +220,9 @@ pub struct RepairSummary {
 /// corrupt objects are restored too when a source has them; what no source holds
 /// stays in `rep` and is named.
 pub fn repair(store: &Store, rep: &mut VerifyReport, sources: &[PathBuf]) -> Result<()> {
+    for src in sources {
+        std::fs::metadata(src).at(src)?;
+    }
     let sum = restore(store, rep, sources)?;
     rep.repair = Some(sum);
     Ok(())

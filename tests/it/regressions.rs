@@ -165,3 +165,69 @@ fn a_failed_catalog_commit_leaves_no_template_and_no_container() {
     vz_ok(&store, &["ingest", other.to_str().unwrap(), "--name", "t2"]);
     vz_ok(&store, &["create", "c1", "c2", "--template", "fx"]);
 }
+
+#[test]
+fn umount_never_touches_another_stores_container_of_the_same_name() {
+    if !require_root("FUSE mounts") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"hi").unwrap();
+    let mut mounts = Vec::new();
+    for s in ["a", "b"] {
+        let store = t.path().join(s);
+        vz_ok(&store, &["init"]);
+        vz_ok(&store, &["ingest", src.to_str().unwrap(), "--name", "t"]);
+        vz_ok(&store, &["create", "web", "--template", "t"]);
+        mounts.push(Mounted::new(&store, "web"));
+    }
+    // What a full disk at mount leaves: no recorded mount point.
+    fs::remove_file(t.path().join("b/private/web/mountpoint")).unwrap();
+    let listed = vz_ok(&t.path().join("b"), &["list"]);
+    assert!(
+        listed.contains(t.path().join("b/root/web").to_str().unwrap()),
+        "{listed}"
+    );
+    let b = mounts.pop().unwrap();
+    b.umount();
+    // Store a's container is still served.
+    assert_eq!(fs::read(mounts[0].path.join("f")).unwrap(), b"hi");
+}
+
+#[test]
+fn an_object_changed_while_a_handle_holds_it_is_refused_to_new_opens_and_reads() {
+    if !require_root("FUSE mounts") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("s");
+    let src = t.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let content = noise(21, 100_000);
+    fs::write(src.join("f"), &content).unwrap();
+    vz_ok(&store, &["init"]);
+    vz_ok(&store, &["ingest", src.to_str().unwrap(), "--name", "t"]);
+    vz_ok(&store, &["create", "c", "--template", "t"]);
+    let hex = blake3::hash(&content).to_hex().to_string();
+    let object = store.join("objects").join(&hex[..2]).join(&hex[2..]);
+    for flags in [&["--no-passthrough"][..], &[]] {
+        let m = Mounted::with_log(&store, "c", flags);
+        let f = m.path.join("f");
+        let held = fs::File::open(&f).unwrap();
+        assert_eq!(fs::read(&f).unwrap(), content);
+        // Damage the object in place while `held` keeps it open.
+        let mut bad = content.clone();
+        bad[500] ^= 0xff;
+        let perm = fs::metadata(&object).unwrap().permissions();
+        fs::write(&object, &bad).unwrap();
+        fs::set_permissions(&object, perm).unwrap();
+        fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+        let err = fs::read(&f).expect_err("a new open read the changed object");
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{flags:?}");
+        drop(held);
+        m.umount();
+        fs::write(&object, &content).unwrap();
+    }
+}

@@ -71,11 +71,33 @@ fn other_users_cannot_read_objects_catalog_or_private_data() {
         !as_nobody(&["ls", store.to_str().unwrap()]),
         "store root is listable"
     );
-    // The mount serves files by the container's permissions.
+    // No host user reaches a mounted root through the store: mounts carry suid,
+    // so that would be a way to run a container's setuid-root programs.
     let public = m.path.join("etc/public");
-    assert!(as_nobody(&["cat", public.to_str().unwrap()]));
-    let secret = m.path.join("etc/secret");
-    assert!(!as_nobody(&["cat", secret.to_str().unwrap()]));
+    assert!(!as_nobody(&["cat", public.to_str().unwrap()]));
+    assert!(!as_nobody(&["ls", m.path.to_str().unwrap()]));
+    // Where the mount is reachable (here: bind-mounted to an open directory, as
+    // a container's processes see it from inside), it serves each file by the
+    // container's own permissions.
+    let open = t.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+    let ok = Command::new("mount")
+        .args(["--bind", m.path.to_str().unwrap(), open.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let seen = as_nobody(&["cat", open.join("etc/public").to_str().unwrap()]);
+    let secret = as_nobody(&["cat", open.join("etc/secret").to_str().unwrap()]);
+    let _ = Command::new("umount").arg("-l").arg(&open).status();
+    assert!(
+        seen,
+        "a 0644 file of the container is not served to other users"
+    );
+    assert!(
+        !secret,
+        "a 0600 file of the container is served to other users"
+    );
     m.umount();
 }
 
@@ -95,11 +117,9 @@ fn stores_made_by_earlier_versions_are_tightened_on_the_next_write() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tightened the permissions"), "{err}");
-    assert_eq!(mode(&store), 0o711);
-    for d in ["objects", "meta", "private", "tmp", "locks"] {
+    for d in ["", "objects", "meta", "private", "tmp", "locks", "root"] {
         assert_eq!(mode(&store.join(d)), 0o700, "{d}");
     }
-    assert_eq!(mode(&store.join("root")), 0o755);
 }
 
 #[test]
@@ -119,7 +139,21 @@ fn new_stores_and_private_areas_are_closed_whatever_the_umask() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(mode(&store), 0o711);
-    assert_eq!(mode(&store.join("objects")), 0o700);
-    assert_eq!(mode(&store.join("private")), 0o700);
+    for d in ["", "objects", "private", "root"] {
+        assert_eq!(mode(&store.join(d)), 0o700, "{d}");
+    }
+    // The object-check records too, once a verify wrote them.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000 && exec {} --store {} verify",
+            bin().display(),
+            store.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for f in ["verified", "verified.log"] {
+        assert_eq!(mode(&store.join(f)), 0o600, "{f}");
+    }
 }

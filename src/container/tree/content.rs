@@ -79,8 +79,17 @@ pub fn open(tree: &Mutex<Tree>, ino: Ino, mode: OpenMode) -> FsResult<Opened> {
 pub fn backing(tree: &Mutex<Tree>, ino: Ino) -> FsResult<Arc<File>> {
     let (hash, size, checker) = {
         let mut t = lock(tree);
-        if let Some(f) = &t.node(ino)?.backing {
-            return Ok(f.clone());
+        if let Some(f) = t.node(ino)?.backing.clone() {
+            // An object held open since its check may have been changed since:
+            // each new open looks again (one fstat) and re-checks if so.
+            let still = match &t.node(ino)?.attrs.content {
+                Content::Shared(h) => t.checker.still_checked(&f, h, t.node(ino)?.attrs.size),
+                _ => true,
+            };
+            if still {
+                return Ok(f);
+            }
+            t.node_mut(ino)?.backing = None;
         }
         match t.node(ino)?.attrs.content.clone() {
             Content::Private => {

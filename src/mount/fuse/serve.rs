@@ -160,7 +160,7 @@ fn serve_inner(
 
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName(mount::fsname(ct)),
+        MountOption::FSName(mount::fsname(store, ct)),
         MountOption::Subtype("vzstore".into()),
         MountOption::DefaultPermissions,
         MountOption::Dev,
