@@ -3,7 +3,7 @@
 //! file locks and directory sync. No `unsafe` here: everything goes through rustix.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -156,9 +156,8 @@ pub(crate) fn hash_mapped(file: &File) -> io::Result<blake3::Hash> {
         return Ok(blake3::hash(b""));
     }
     if len < 1 << 16 {
-        let mut buf = Vec::with_capacity(len as usize);
-        (&*file).read_to_end(&mut buf)?;
-        return Ok(blake3::hash(&buf));
+        // Small: read from offset 0 (whatever the file offset) into memory.
+        return hash_segments(file, &[(0, len)], len);
     }
     let map = crate::store::sys::map_readonly(file)?;
     let mut hasher = blake3::Hasher::new();

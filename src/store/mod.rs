@@ -25,6 +25,7 @@
 pub mod catalog;
 pub mod error;
 pub mod export;
+pub mod fetch;
 pub mod fsutil;
 pub mod gc;
 pub mod hash;

@@ -4,14 +4,14 @@
 //!
 //! Repair ([`repair`]): a corrupt or missing object is restored from source
 //! directories that hold the same content (the trees the templates came from,
-//! an export, another node's copy): every regular file of those trees whose
-//! size matches a wanted object is hashed, and a match is staged and published
-//! through a write session like any ingest (pinned, durable, atomic rename).
+//! an export, another node's copy) through [`crate::store::fetch`]: every
+//! regular file of those trees whose size matches a wanted object is hashed, and
+//! a match is staged and published through a write session like any ingest.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -19,12 +19,13 @@ use serde::Serialize;
 use crate::store::Store;
 use crate::store::catalog::Catalog;
 use crate::store::error::{IoContext, Result};
+use crate::store::fetch::{self, DirObjects};
 use crate::store::fsutil;
 use crate::store::gc;
 use crate::store::hash::Hash;
 use crate::store::integrity::{self, Ctime};
 use crate::store::objects;
-use crate::store::session::{self, Session};
+use crate::store::session;
 
 /// What is wrong with an object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -239,79 +240,17 @@ fn restore(store: &Store, rep: &mut VerifyReport, sources: &[PathBuf]) -> Result
     if wanted.is_empty() {
         return Ok(sum);
     }
-    let sizes: HashSet<u64> = wanted.values().copied().collect();
-    let mut candidates = Vec::new();
-    for src in sources {
-        collect_files(src, &sizes, &mut candidates)?;
-    }
-    let session = Session::begin(store)?;
-    let mut found: HashMap<Hash, PathBuf> = HashMap::new();
-    let hashed: Vec<(PathBuf, Option<Hash>)> = candidates
-        .into_par_iter()
-        .map(|p| {
-            let h = File::open(&p)
-                .and_then(|f| {
-                    let len = f.metadata()?.len();
-                    fsutil::hash_segments(&f, &[(0, len)], len)
-                })
-                .ok()
-                .map(Hash::from);
-            (p, h)
-        })
-        .collect();
-    for (p, h) in hashed {
-        if let Some(h) = h.filter(|h| wanted.contains_key(h)) {
-            found.entry(h).or_insert(p);
+    let source = DirObjects::index(sources, &wanted)?;
+    let restored: HashSet<Hash> = fetch::fetch(store, &source, &wanted)?.into_iter().collect();
+    rep.bad.retain(|b| match Hash::from_hex(&b.hash) {
+        Some(h) if restored.contains(&h) => {
+            sum.restored.push(b.hash.clone());
+            false
         }
-    }
-    for (h, p) in &found {
-        session.pin(h)?;
-        let src = File::open(p).at(p)?;
-        let size = wanted[h];
-        let (staged, out) = session.stage_file()?;
-        fsutil::copy_segments(&src, &out, &[(0, size)], size).at(&staged)?;
-        if Hash::from(fsutil::hash_mapped(&out).at(&staged)?) != *h {
-            // The source changed under us: leave the object unrestored.
-            continue;
-        }
-        session.staged(staged, *h);
-    }
-    let published = session.publish_replacing()?;
-    let restored: HashSet<Hash> = published.into_iter().collect();
-    rep.bad.retain(|b| {
-        let h = Hash::from_hex(&b.hash);
-        match h {
-            Some(h) if restored.contains(&h) => {
-                sum.restored.push(b.hash.clone());
-                false
-            }
-            _ => {
-                sum.unrestored.push(b.hash.clone());
-                true
-            }
+        _ => {
+            sum.unrestored.push(b.hash.clone());
+            true
         }
     });
     Ok(sum)
-}
-
-/// Regular files under `dir` (not following symlinks) whose size is in `sizes`.
-fn collect_files(dir: &Path, sizes: &HashSet<u64>, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta = std::fs::symlink_metadata(dir).at(dir)?;
-    if meta.is_file() {
-        if sizes.contains(&meta.len()) {
-            out.push(dir.to_path_buf());
-        }
-        return Ok(());
-    }
-    if !meta.is_dir() {
-        return Ok(());
-    }
-    for e in std::fs::read_dir(dir).at(dir)? {
-        let e = e.at(dir)?;
-        let ft = e.file_type().at(e.path())?;
-        if ft.is_dir() || ft.is_file() {
-            collect_files(&e.path(), sizes, out)?;
-        }
-    }
-    Ok(())
 }
