@@ -82,7 +82,9 @@ pub enum Command {
     Mount {
         /// Container name.
         name: String,
-        /// Mount point (default: STORE/root/NAME); must be an empty directory.
+        /// Mount point (default: STORE/root/NAME, which only root can reach); must
+        /// be an empty directory. Mounts carry suid for the container's setuid
+        /// programs: put one only where host users cannot reach.
         mountpoint: Option<PathBuf>,
         /// Stay in the foreground instead of returning once the mount is ready.
         #[arg(long)]
