@@ -53,6 +53,14 @@ fn container_store() -> (tempfile::TempDir, PathBuf) {
     (t, store)
 }
 
+/// A fresh store on its own 64 MiB ext4 file system (unmounted on drop).
+fn store_on_small_fs() -> (LoopFs, PathBuf) {
+    let lfs = LoopFs::new(64);
+    let store = lfs.path.join("store");
+    vz_ok(&store, &["init"]);
+    (lfs, store)
+}
+
 /// `vzstore verify` must exit 0 and call the store clean.
 fn verify_clean(store: &Path, when: &str) {
     let out = vz(store, &["verify"]);
@@ -351,9 +359,7 @@ fn disk_full_ingest_fails_cleanly() {
     if !require_failpoints() {
         return;
     }
-    let lfs = LoopFs::new(64);
-    let store = lfs.path.join("store");
-    vz_ok(&store, &["init"]);
+    let (lfs, store) = store_on_small_fs();
     let t = tempfile::tempdir().unwrap();
     // 96 MiB of distinct content into a 64 MiB file system.
     let big = t.path().join("big");
@@ -398,9 +404,7 @@ fn disk_full_in_a_container() {
     if !require_failpoints() {
         return;
     }
-    let lfs = LoopFs::new(64);
-    let store = lfs.path.join("store");
-    vz_ok(&store, &["init"]);
+    let (_lfs, store) = store_on_small_fs();
     let t = tempfile::tempdir().unwrap();
     add_container(&store, t.path());
     let m = Mounted::new(&store, "c");
@@ -698,9 +702,7 @@ fn full_disk_umount_and_remount() {
     if !require_failpoints() {
         return;
     }
-    let lfs = LoopFs::new(64);
-    let store = lfs.path.join("store");
-    vz_ok(&store, &["init"]);
+    let (lfs, store) = store_on_small_fs();
     let t = tempfile::tempdir().unwrap();
     add_container(&store, t.path());
     Mounted::new(&store, "c").umount(); // creates the mount point
