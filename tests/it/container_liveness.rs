@@ -55,9 +55,13 @@ fn stat_answers_during_a_1gib_copy_up() {
         samples >= 5,
         "the copy-up ({copy:?}) was too short to observe: {samples} samples"
     );
+    // A lookup that waited for the copy-up would take a large part of it; one
+    // that only shares two busy cores with it takes a small, noisy fraction
+    // (77 ms of a 4.8 s copy-up was seen on CI). The bound is relative so
+    // that a slow machine does not fail it and a real stall cannot pass it.
     assert!(
-        worst < Duration::from_millis(50),
-        "a lookup took {worst:?} during a copy-up of {copy:?}"
+        worst * 8 < copy,
+        "a lookup took {worst:?} during a copy-up of {copy:?}: it waited for the copy"
     );
     // The copy is the container's own now and the template is unchanged.
     assert_eq!(fs::metadata(m.path.join("big")).unwrap().len(), 1 << 30);
