@@ -18,6 +18,7 @@ use std::time::Instant;
 use crate::store::Store;
 use crate::store::catalog::{Catalog, TemplateRecord};
 use crate::store::error::{Error, Result};
+use crate::store::image;
 use crate::store::manifest::{Kind, Manifest};
 use crate::store::name;
 use crate::store::session::Session;
@@ -88,6 +89,15 @@ pub fn ingest(
     log::info!("commit: {:.3} s", started.elapsed().as_secs_f64());
     let counts = sink.counts();
     drop(session);
+    // The kernel backend's image, now that every object it names is committed.
+    // A tree it cannot hold stays a good template for FUSE: say so, go on.
+    let mut image_warning = None;
+    if let Err(e) = image::ensure(store, &record, &manifest) {
+        image_warning = Some(format!(
+            "{e}; kernel containers cannot use it, FUSE ones can"
+        ));
+    }
+    log::info!("image: {:.3} s", started.elapsed().as_secs_f64());
     let leaders = manifest.link_leaders();
     let files = manifest
         .entries
@@ -106,7 +116,7 @@ pub fn ingest(
         dedup_bytes: counts.dedup_bytes,
         cache_hits: counts.cache_hits,
         seconds: started.elapsed().as_secs_f64(),
-        warnings: tree.warnings,
+        warnings: tree.warnings.into_iter().chain(image_warning).collect(),
         record,
     })
 }

@@ -103,6 +103,12 @@ pub enum Error {
         count: usize,
         versions: String,
     },
+    /// A template version that the kernel backend cannot serve.
+    #[error("template {template} has no kernel image: {err}")]
+    Image {
+        template: String,
+        err: crate::store::image::ImageError,
+    },
     /// The mount daemon failed before it was ready.
     #[error("mounting container {container} failed: {reason}")]
     MountFailed { container: String, reason: String },

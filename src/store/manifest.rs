@@ -182,6 +182,13 @@ impl Manifest {
             .sum()
     }
 
+    /// The manifest's identity: blake3 of its canonical (uncompressed) encoding.
+    /// Equal trees have equal digests; it names the template's kernel image.
+    pub fn digest(&self) -> Hash {
+        let raw = postcard::to_stdvec(self).expect("encoding to a Vec cannot fail");
+        Hash::of(&raw)
+    }
+
     /// Every distinct content hash the manifest names, with its size.
     pub fn objects(&self) -> impl Iterator<Item = (Hash, u64)> + '_ {
         self.entries

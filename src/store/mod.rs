@@ -29,6 +29,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod gc;
 pub mod hash;
+pub mod image;
 pub mod integrity;
 pub(crate) mod lock;
 pub mod manifest;
@@ -54,7 +55,9 @@ pub const MARKER: &str = "vzstore-store";
 /// Store format version written by this build.
 pub const FORMAT: u32 = 1;
 
-const SUBDIRS: [&str; 6] = ["objects", "meta", "locks", "tmp", "private", "root"];
+const SUBDIRS: [&str; 7] = [
+    "objects", "meta", "locks", "tmp", "private", "root", "images",
+];
 
 /// Mode of the store directory and of every sub-directory: only the store's
 /// owner enters. That includes `root/`, the default mount points: mounts carry

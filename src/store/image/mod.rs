@@ -1,0 +1,194 @@
+//! Kernel images: for each template version, an EROFS image of its manifest,
+//! which the kernel backend mounts as the lower layer of an overlayfs whose
+//! data-only layer is `objects/` (see `src/mount/kernel`).
+//!
+//! An image lives at `images/<digest>.v<WRITER>.erofs`, `digest` being the
+//! manifest's [`digest`](Manifest::digest): versions with equal manifests share
+//! one image, and a later writer never mistakes an older writer's image for its
+//! own. Images are written atomically (a temporary file in `tmp/`, fsynced,
+//! renamed), made at ingest or on first use, removed with the last template
+//! version that names them (and by gc if a crash left one behind), and checked
+//! by `verify`, which writes the image again in memory and compares: the writer
+//! is deterministic.
+
+pub mod build;
+mod erofs;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use build::{INLINE_MAX, ImageError};
+
+use crate::store::Store;
+use crate::store::catalog::{Catalog, TemplateRecord};
+use crate::store::error::{Error, IoContext, Result};
+use crate::store::fsutil;
+use crate::store::hash::Hash;
+use crate::store::manifest::Manifest;
+use crate::store::objects;
+
+/// Version of the image layout this writer produces; part of the file name.
+pub const WRITER: u32 = 1;
+
+/// `<store>/images`.
+pub fn images_dir(store: &Store) -> PathBuf {
+    store.root().join("images")
+}
+
+/// Where the image of a manifest with this digest lives.
+pub fn path_for(store: &Store, digest: &Hash) -> PathBuf {
+    images_dir(store).join(format!("{}.v{WRITER}.erofs", digest.to_hex()))
+}
+
+/// The image bytes of template `label`'s manifest `m`. Small files are read
+/// from their objects, which must match their hash and size.
+pub fn render(store: &Store, m: &Manifest, label: &str) -> Result<Vec<u8>> {
+    let mut small = |h: &Hash, size: u64| -> Result<Vec<u8>> {
+        let f = objects::open(store, h)?;
+        let mut buf = Vec::with_capacity(size as usize);
+        Read::take(f, INLINE_MAX + 1)
+            .read_to_end(&mut buf)
+            .at(store.object_path(h))?;
+        if buf.len() as u64 != size {
+            return Err(Error::ObjectSize {
+                hash: *h,
+                expected: size,
+                found: buf.len() as u64,
+            });
+        }
+        if Hash::of(&buf) != *h {
+            return Err(Error::CorruptObject(*h));
+        }
+        Ok(buf)
+    };
+    let mut inodes = build::inodes(m, label, &mut small)?;
+    let digest = m.digest();
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&digest.0[..16]);
+    erofs::write(&mut inodes, uuid).map_err(|e| Error::Image {
+        template: label.to_string(),
+        err: ImageError::Layout(e.to_string()),
+    })
+}
+
+/// The image of template version `t` (manifest `m`), written now if it is not
+/// there yet. Returns its path.
+pub fn ensure(store: &Store, t: &TemplateRecord, m: &Manifest) -> Result<PathBuf> {
+    let path = path_for(store, &m.digest());
+    if path.is_file() {
+        return Ok(path);
+    }
+    let bytes = render(store, m, &t.label())?;
+    write_atomic(store, &path, &bytes)?;
+    Ok(path)
+}
+
+fn write_atomic(store: &Store, path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = images_dir(store);
+    fsutil::create_private_dir(&dir).at(&dir)?;
+    let tmp_dir = store.tmp_dir();
+    let mut tmp = tempfile::Builder::new()
+        .prefix("image-")
+        .tempfile_in(&tmp_dir)
+        .at(&tmp_dir)?;
+    let r = (|| {
+        fsutil::failpoint_io("image-write")?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()
+    })();
+    r.at(tmp.path())?;
+    tmp.persist(path).map_err(|e| e.error).at(path)?;
+    fsutil::sync_dir(&dir).at(&dir)
+}
+
+/// What `verify` found of one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageState {
+    /// Not written yet: it is made on first use.
+    Missing,
+    /// Byte for byte what the writer makes of the manifest.
+    Good,
+    /// Anything else.
+    Damaged,
+}
+
+/// Compare the image of `m` on disk with what the writer makes of it now.
+/// A template the writer cannot render reports the error.
+pub fn check(store: &Store, t: &TemplateRecord, m: &Manifest) -> Result<(PathBuf, ImageState)> {
+    let path = path_for(store, &m.digest());
+    let on_disk = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((path, ImageState::Missing));
+        }
+        Err(e) => return Err(e).at(&path),
+    };
+    let want = render(store, m, &t.label())?;
+    let state = if blake3::hash(&on_disk) == blake3::hash(&want) {
+        ImageState::Good
+    } else {
+        ImageState::Damaged
+    };
+    Ok((path, state))
+}
+
+/// Write the image of `m` again, replacing a damaged one.
+pub fn rewrite(store: &Store, t: &TemplateRecord, m: &Manifest) -> Result<PathBuf> {
+    let path = path_for(store, &m.digest());
+    let bytes = render(store, m, &t.label())?;
+    write_atomic(store, &path, &bytes)?;
+    Ok(path)
+}
+
+/// The image paths that the committed template versions name.
+pub fn wanted(store: &Store, db: &Catalog) -> Result<HashSet<PathBuf>> {
+    let mut out = HashSet::new();
+    for t in db.templates()? {
+        let m = db.manifest(&t.name, t.version)?;
+        out.insert(path_for(store, &m.digest()));
+    }
+    Ok(out)
+}
+
+/// Remove every image no committed template version names (after `templates
+/// rm`, and by gc). Returns the count and the bytes freed.
+pub fn remove_unused(store: &Store, wanted: &HashSet<PathBuf>) -> Result<(u64, u64)> {
+    let dir = images_dir(store);
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e).at(&dir),
+    };
+    let (mut n, mut bytes) = (0, 0);
+    for e in rd {
+        let e = e.at(&dir)?;
+        let p = e.path();
+        if wanted.contains(&p) {
+            continue;
+        }
+        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+        match fs::remove_file(&p) {
+            Ok(()) => {
+                n += 1;
+                bytes += len;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).at(&p),
+        }
+    }
+    if n > 0 {
+        fsutil::sync_dir(&dir).at(&dir)?;
+    }
+    Ok((n, bytes))
+}
+
+/// Bytes the images take on disk.
+pub fn stored_bytes(store: &Store) -> Result<u64> {
+    let dir = images_dir(store);
+    if !dir.exists() {
+        return Ok(0);
+    }
+    objects::du(&dir)
+}
