@@ -78,7 +78,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Serve a container's root read-write through FUSE.
+    /// Serve a container's root read-write (FUSE daemon or kernel overlayfs, as
+    /// its record says).
     Mount {
         /// Container name.
         name: String,
@@ -124,12 +125,15 @@ pub enum TemplatesCmd {
 pub enum BackendArg {
     /// A FUSE daemon per mounted container (passthrough where the kernel offers it).
     Fuse,
+    /// The kernel: the template's EROFS image under overlayfs, no daemon.
+    Kernel,
 }
 
 impl From<BackendArg> for vzstore::store::catalog::Backend {
     fn from(b: BackendArg) -> Self {
         match b {
             BackendArg::Fuse => vzstore::store::catalog::Backend::Fuse,
+            BackendArg::Kernel => vzstore::store::catalog::Backend::Kernel,
         }
     }
 }

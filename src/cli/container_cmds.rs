@@ -44,7 +44,7 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                     mount::umount(&st, &name)?;
                 }
             }
-            vzstore::container::destroy(&st, &name)?;
+            mount::destroy(&st, &name)?;
             println!("destroyed container {name}");
         }
         Command::Mount {

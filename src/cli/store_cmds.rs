@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use vzstore::store::catalog::Catalog;
+use vzstore::store::catalog::{Backend, Catalog};
 use vzstore::store::name::TemplateRef;
 use vzstore::store::{self, Store};
 
@@ -92,7 +92,10 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
         }
         Command::Report { json } => {
             let st = Store::open(root)?;
-            let rep = store::report::report(&st, &vzstore::container::usage::usage)?;
+            let rep = store::report::report(&st, &|rec, base, dir| match rec.backend {
+                Backend::Fuse => vzstore::container::usage::usage(base, dir),
+                Backend::Kernel => vzstore::container::upper::usage(base, dir),
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);
             } else {

@@ -15,6 +15,7 @@ pub mod inode;
 pub mod journal;
 pub(crate) mod table;
 pub mod tree;
+pub mod upper;
 pub mod usage;
 
 use std::collections::HashSet;
@@ -25,6 +26,7 @@ use crate::store::Store;
 use crate::store::catalog::{Backend, Catalog, ContainerRecord};
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::fsutil;
+use crate::store::image;
 use crate::store::lock;
 use crate::store::name::{self, TemplateRef};
 use crate::store::time;
@@ -56,8 +58,19 @@ pub fn create(
         }
     }
     let t = db.resolve(tref)?;
+    // A kernel container needs its template's image (made now if an earlier
+    // version ingested it, refused here if the template cannot have one) and
+    // the template root's attributes for its upper directory.
+    let kernel_root = match backend {
+        Backend::Fuse => None,
+        Backend::Kernel => {
+            let m = db.manifest(&t.name, t.version)?;
+            image::ensure(store, &t, &m)?;
+            m.entries.into_iter().next()
+        }
+    };
     let created = time::now_secs();
-    let mut recs = Vec::with_capacity(names.len());
+    let mut recs: Vec<ContainerRecord> = Vec::with_capacity(names.len());
     for name in names {
         let dir = private_dir(store, name);
         if dir.exists() {
@@ -65,10 +78,22 @@ pub fn create(
             fs::remove_dir_all(&dir).at(&dir)?;
         }
         fsutil::create_private_dir(&dir).at(&dir)?;
-        // data/ now, so that mounting later needs no new directory (a mount must
-        // work on a full disk).
-        let data = dir.join("data");
-        fsutil::create_private_dir(&data).at(&data)?;
+        let made = match &kernel_root {
+            Some(root) => upper::create(&dir, root),
+            None => {
+                // data/ now, so that mounting later needs no new directory (a
+                // mount must work on a full disk).
+                let data = dir.join("data");
+                fsutil::create_private_dir(&data).at(&data)
+            }
+        };
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&dir);
+            for done in &recs {
+                let _ = fs::remove_dir_all(private_dir(store, &done.name));
+            }
+            return Err(e);
+        }
         recs.push(ContainerRecord {
             name: name.clone(),
             template: t.name.clone(),
@@ -101,16 +126,25 @@ pub fn is_mounted(store: &Store, name: &str) -> Result<bool> {
 }
 
 /// Remove a container: its record, then its private area. Refuses a mounted one
-/// (the caller unmounts first when forced).
-pub fn destroy(store: &Store, name: &str) -> Result<()> {
+/// (the caller unmounts first when forced): `mounted` says whether its backend
+/// serves it; it is asked while the container's mount lock is held, so no
+/// mount can start meanwhile.
+pub fn destroy(
+    store: &Store,
+    name: &str,
+    mounted: &dyn Fn(&ContainerRecord) -> Result<bool>,
+) -> Result<()> {
     name::validate(name)?;
     let db = Catalog::open(store)?;
-    if db.container(name)?.is_none() {
+    let Some(rec) = db.container(name)? else {
         return Err(Error::ContainerNotFound(name.to_string()));
-    }
+    };
     let Some(_lock) = try_lock_mount(store, name)? else {
         return Err(Error::Mounted(name.to_string()));
     };
+    if mounted(&rec)? {
+        return Err(Error::Mounted(name.to_string()));
+    }
     db.remove_container(name)?;
     drop(db);
     let dir = private_dir(store, name);

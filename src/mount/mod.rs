@@ -2,11 +2,12 @@
 //! which backend serves it ([`Backend`]); everything here dispatches on it, so
 //! `mount`, `umount` and `list` behave the same for every backend.
 //!
-//! A backend implements [`MountBackend`]. Today: [`fuse`] (a daemon per mounted
-//! container serving its inode tree). A kernel backend (EROFS + overlayfs) plugs
-//! in beside it.
+//! A backend implements [`MountBackend`]: [`fuse`] (a daemon per mounted
+//! container serving its inode tree) and [`kernel`] (an EROFS image of the
+//! template under overlayfs, no daemon).
 
 pub mod fuse;
+pub mod kernel;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,14 +42,16 @@ pub trait MountBackend: Sync {
     fn umount(&self, store: &Store, ct: &str, mountpoint: &Path) -> Result<()>;
     /// Whether the container is served now.
     fn is_mounted(&self, store: &Store, ct: &str) -> Result<bool>;
-    /// The file-system type prefix its mounts show in mountinfo.
-    fn fstype(&self) -> &'static str;
+    /// Whether a mount at `p` is this backend's and dead (a FUSE daemon that
+    /// crashed leaves one): it is detached before mounting there again.
+    fn stale_at(&self, p: &Path) -> bool;
 }
 
 /// The implementation of a backend.
 pub fn backend(b: Backend) -> &'static dyn MountBackend {
     match b {
         Backend::Fuse => &fuse::serve::FuseBackend,
+        Backend::Kernel => &kernel::KernelBackend,
     }
 }
 
@@ -118,18 +121,18 @@ pub fn prepare_mountpoint(
     rec: &ContainerRecord,
     given: Option<&Path>,
 ) -> Result<PathBuf> {
-    let fstype = backend(rec.backend).fstype();
+    let b = backend(rec.backend);
     let mnt = match given {
         Some(p) => std::path::absolute(p).at(p)?,
         None => {
             let p = default_mountpoint(store, &rec.name);
-            if !p.exists() && !mountinfo::is_mounted_at(&p, fstype) {
+            if !p.exists() && !b.stale_at(&p) {
                 fs::create_dir_all(&p).at(&p)?;
             }
             p
         }
     };
-    if mountinfo::is_mounted_at(&mnt, fstype) {
+    if b.stale_at(&mnt) {
         log::warn!(
             "{}: cleaning up a stale mount left by a crashed daemon",
             mnt.display()
@@ -164,6 +167,11 @@ pub fn mount(store: &Store, ct: &str, given: Option<&Path>, opts: MountOptions) 
     Ok(mnt)
 }
 
+/// Remove container `ct` (refused while it is mounted, by either backend).
+pub fn destroy(store: &Store, ct: &str) -> Result<()> {
+    container::destroy(store, ct, &|rec| is_mounted(store, rec))
+}
+
 /// Unmount container `ct` and wait until its state is saved; a stale mount of a
 /// crashed daemon at the default mount point is cleaned up. Returns the mount
 /// point.
@@ -172,7 +180,7 @@ pub fn umount(store: &Store, ct: &str) -> Result<PathBuf> {
     let b = backend(rec.backend);
     let Some(mnt) = current_mountpoint(store, &rec)? else {
         let default = default_mountpoint(store, ct);
-        if mountinfo::is_mounted_at(&default, b.fstype()) {
+        if b.stale_at(&default) {
             mountinfo::detach(&default)?;
             return Ok(default);
         }

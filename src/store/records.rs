@@ -41,6 +41,10 @@ pub enum Backend {
     /// A FUSE daemon serving the container's inode tree (`src/mount/fuse`).
     #[default]
     Fuse,
+    /// The kernel: the template's EROFS image and overlayfs over `objects/`,
+    /// the container's changes in an upper directory (`src/mount/kernel`).
+    /// New variants go at the end: postcard encodes the variant index.
+    Kernel,
 }
 
 impl Backend {
@@ -48,6 +52,7 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Fuse => "fuse",
+            Backend::Kernel => "kernel",
         }
     }
 }

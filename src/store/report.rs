@@ -10,7 +10,8 @@
 //!   what removing it (and running gc) frees;
 //! - stored bytes: allocated bytes of everything under `objects/`, equal to
 //!   `du -s -B1 <store>/objects`;
-//! - metadata bytes: allocated bytes under `meta/`, equal to `du -s -B1 <store>/meta`.
+//! - metadata bytes: allocated bytes under `meta/` (the catalog) and `images/`
+//!   (the kernel backend's images), equal to `du -s -B1 <store>/meta <store>/images`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,9 +19,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::store::Store;
-use crate::store::catalog::Catalog;
+use crate::store::catalog::{Catalog, ContainerRecord};
 use crate::store::error::Result;
 use crate::store::hash::Hash;
+use crate::store::image;
 use crate::store::manifest::Manifest;
 use crate::store::objects;
 
@@ -87,8 +89,9 @@ pub struct TreeUsage {
     pub shared_bytes: u64,
 }
 
-/// Measures a container tree: `(base manifest, private directory)` -> usage.
-pub type MeasureTree<'a> = &'a dyn Fn(Manifest, &Path) -> Result<TreeUsage>;
+/// Measures a container tree: `(its record, base manifest, private directory)`
+/// -> usage.
+pub type MeasureTree<'a> = &'a dyn Fn(&ContainerRecord, Manifest, &Path) -> Result<TreeUsage>;
 
 /// Compute the report; `measure` computes each container's tree figures.
 pub fn report(store: &Store, measure: MeasureTree<'_>) -> Result<Report> {
@@ -116,7 +119,7 @@ pub fn report(store: &Store, measure: MeasureTree<'_>) -> Result<Report> {
     for (c, base) in containers_in {
         let dir = store.container_dir(&c.name);
         let u = match base {
-            Some(m) => measure(m, &dir)?,
+            Some(m) => measure(&c, m, &dir)?,
             None => Default::default(), // base removed: nothing is shared
         };
         containers.push(ContainerUsage {
@@ -177,7 +180,7 @@ pub fn report(store: &Store, measure: MeasureTree<'_>) -> Result<Report> {
             logical_bytes: logical_total,
             stored_bytes: stored,
             private_bytes: private,
-            metadata_bytes: objects::du(&store.meta_dir())?,
+            metadata_bytes: objects::du(&store.meta_dir())? + image::stored_bytes(store)?,
             objects: listing.objects.len() as u64,
             dedup_ratio: if object_bytes == 0 {
                 1.0

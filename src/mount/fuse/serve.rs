@@ -89,8 +89,8 @@ impl MountBackend for FuseBackend {
         container::is_mounted(store, ct)
     }
 
-    fn fstype(&self) -> &'static str {
-        "fuse"
+    fn stale_at(&self, p: &Path) -> bool {
+        mountinfo::is_mounted_at(p, "fuse")
     }
 }
 
