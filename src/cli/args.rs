@@ -49,10 +49,11 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Restore corrupt or missing objects from these sources (directories
-        /// holding the same content, e.g. the trees the templates came from).
-        #[arg(long, value_name = "SRC", num_args = 1..)]
-        repair: Vec<PathBuf>,
+        /// Repair: write damaged kernel images again, and restore corrupt or
+        /// missing objects from these sources (directories holding the same
+        /// content, e.g. the trees the templates came from).
+        #[arg(long, value_name = "SRC", num_args = 0..)]
+        repair: Option<Vec<PathBuf>>,
     },
     /// Remove objects nothing references; safe while ingests run.
     Gc,

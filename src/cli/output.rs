@@ -159,20 +159,32 @@ pub fn verify(r: &VerifyReport) {
     for b in &r.bad_records {
         println!("BAD RECORD {b}");
     }
+    for b in &r.bad_images {
+        let state = if b.repaired { "REWRITTEN" } else { "DAMAGED" };
+        println!(
+            "{state} kernel image {} of {} (containers: {})",
+            b.path.display(),
+            b.template,
+            join(&b.containers)
+        );
+    }
     for p in &r.strays {
         println!("note: stray file {}", p.display());
     }
     let count = |p| r.with_problem(p).count();
     println!(
-        "verify: {} objects ({}) re-hashed, {} templates checked: {} corrupt, {} missing, {} unreadable, {} bad records; {} unreferenced objects, {} crashed sessions (gc removes both) -> {}",
+        "verify: {} objects ({}) re-hashed, {} templates and {} kernel images checked: {} corrupt, {} missing, {} unreadable, {} bad records, {} damaged images; {} unreferenced objects, {} unused images, {} crashed sessions (gc removes these) -> {}",
         r.objects_checked,
         HumanBytes(r.bytes_checked),
         r.templates_checked,
+        r.images_checked,
         count(Problem::Corrupt),
         count(Problem::Missing),
         r.unreadable.len(),
         r.bad_records.len(),
+        r.bad_images.iter().filter(|b| !b.repaired).count(),
         r.unreferenced,
+        r.unused_images,
         r.dead_sessions,
         if r.is_clean() { "clean" } else { "NOT CLEAN" }
     );

@@ -54,14 +54,13 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
             );
         }
         Command::Verify { json, repair } => {
-            let st = if repair.is_empty() {
-                Store::open(root)?
-            } else {
-                open_for_write(root)?
+            let st = match repair {
+                None => Store::open(root)?,
+                Some(_) => open_for_write(root)?,
             };
             let mut rep = store::verify::verify(&st)?;
-            if !repair.is_empty() {
-                store::verify::repair(&st, &mut rep, &repair)?;
+            if let Some(sources) = &repair {
+                store::verify::repair(&st, &mut rep, sources)?;
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);
@@ -79,9 +78,14 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
             let st = open_for_write(root)?;
             let sum = store::gc::gc(&st)?;
             println!(
-                "gc: removed {} of {} objects, freed {}{}",
+                "gc: removed {} of {} objects{}, freed {}{}",
                 sum.removed_objects,
                 sum.objects_before,
+                if sum.removed_images > 0 {
+                    format!(" and {} unused kernel image(s)", sum.removed_images)
+                } else {
+                    String::new()
+                },
                 indicatif::HumanBytes(sum.freed_bytes),
                 if sum.dead_sessions > 0 {
                     format!(", cleaned {} crashed session(s)", sum.dead_sessions)

@@ -25,6 +25,7 @@ use crate::store::catalog::Catalog;
 use crate::store::error::{IoContext, Result};
 use crate::store::fsutil;
 use crate::store::hash::Hash;
+use crate::store::image;
 use crate::store::lock;
 use crate::store::objects;
 use crate::store::session;
@@ -40,6 +41,8 @@ pub struct GcSummary {
     pub rescued: u64,
     /// Leftover directories of crashed sessions that were removed.
     pub dead_sessions: u64,
+    /// Kernel images no template version names any more.
+    pub removed_images: u64,
 }
 
 /// The exclusive gc lock, held while gc or verify runs.
@@ -96,6 +99,7 @@ fn reachable(store: &Store) -> Result<(HashSet<Hash>, Vec<PathBuf>)> {
 /// Run one garbage collection. See the module documentation for the protocol.
 pub fn gc(store: &Store) -> Result<GcSummary> {
     let _lock = lock(store)?;
+    let started = std::time::SystemTime::now();
     let mut sum = GcSummary::default();
     let (first, dead) = reachable(store)?;
     for d in dead {
@@ -134,5 +138,11 @@ pub fn gc(store: &Store) -> Result<GcSummary> {
         }
     }
     fs::remove_dir(&trash).at(&trash)?;
+    // Kernel images of removed template versions (templates rm removes them;
+    // this catches a crash in between).
+    let wanted = image::wanted(store, &Catalog::open_read_only(store)?)?;
+    let (n, bytes) = image::remove_unused(store, &wanted, started)?;
+    sum.removed_images = n;
+    sum.freed_bytes += bytes;
     Ok(sum)
 }

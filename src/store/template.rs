@@ -3,13 +3,14 @@
 use crate::store::Store;
 use crate::store::catalog::{Catalog, TemplateRecord};
 use crate::store::error::{Error, Result};
+use crate::store::image;
 use crate::store::name::TemplateRef;
 
 /// Remove template versions, all in one database batch, under one database open
 /// (so no container can be created on them meanwhile). `NAME@V` removes that
 /// version; `NAME` removes the only version, or every version with `all`.
-/// Refuses versions that containers use. Their objects become garbage for `gc`
-/// unless something else uses them.
+/// Refuses versions that containers use. Their kernel images are removed;
+/// their objects become garbage for `gc` unless something else uses them.
 pub fn remove(store: &Store, r: &TemplateRef, all: bool) -> Result<Vec<TemplateRecord>> {
     let db = Catalog::open(store)?;
     let targets = match r.version {
@@ -45,5 +46,10 @@ pub fn remove(store: &Store, r: &TemplateRef, all: bool) -> Result<Vec<TemplateR
         }
     }
     db.remove_templates(&targets)?;
+    // Their kernel images, unless another version has the same tree. A crash
+    // before this leaves them for gc.
+    let wanted = image::wanted(store, &db)?;
+    drop(db);
+    image::remove_unused(store, &wanted, std::time::SystemTime::now())?;
     Ok(targets)
 }

@@ -17,13 +17,15 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::store::Store;
-use crate::store::catalog::Catalog;
-use crate::store::error::{IoContext, Result};
+use crate::store::catalog::{Catalog, TemplateRecord};
+use crate::store::error::{Error, IoContext, Result};
 use crate::store::fetch::{self, DirObjects};
 use crate::store::fsutil;
 use crate::store::gc;
 use crate::store::hash::Hash;
+use crate::store::image::{self, ImageState};
 use crate::store::integrity::{self, Ctime};
+use crate::store::manifest::Manifest;
 use crate::store::objects;
 use crate::store::session;
 
@@ -72,6 +74,12 @@ pub struct VerifyReport {
     pub strays: Vec<PathBuf>,
     /// Leftovers of crashed write sessions (harmless; `gc` removes them).
     pub dead_sessions: u64,
+    /// Kernel images compared with what the writer makes of their manifest.
+    pub images_checked: u64,
+    /// Kernel images that differ from it (`--repair` writes them again).
+    pub bad_images: Vec<BadImage>,
+    /// Images no template version names (harmless; `gc` removes them).
+    pub unused_images: u64,
     /// What `--repair` did, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair: Option<RepairSummary>,
@@ -80,13 +88,28 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// True when nothing is corrupt, missing, unreadable or undecodable.
     pub fn is_clean(&self) -> bool {
-        self.bad.is_empty() && self.unreadable.is_empty() && self.bad_records.is_empty()
+        self.bad.is_empty()
+            && self.unreadable.is_empty()
+            && self.bad_records.is_empty()
+            && self.bad_images.iter().all(|b| b.repaired)
     }
 
     /// Objects of one problem kind.
     pub fn with_problem(&self, p: Problem) -> impl Iterator<Item = &BadObject> {
         self.bad.iter().filter(move |b| b.problem == p)
     }
+}
+
+/// A kernel image that is not what its manifest makes.
+#[derive(Clone, Debug, Serialize)]
+pub struct BadImage {
+    /// `name@version` of the template version (one of them, if several share it).
+    pub template: String,
+    pub path: PathBuf,
+    /// Containers whose base it is.
+    pub containers: BTreeSet<String>,
+    /// Whether `--repair` wrote it again.
+    pub repaired: bool,
 }
 
 /// Who uses an object.
@@ -106,6 +129,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
 
     let mut users: HashMap<Hash, Users> = HashMap::new();
     let mut containers_of: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut manifests = Vec::new();
     {
         let db = Catalog::open_read_only(store)?;
         for t in db.templates()? {
@@ -124,6 +148,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
                             ));
                         }
                     }
+                    manifests.push((t, m));
                 }
                 Err(e) => rep.bad_records.push(format!("{}: {e}", t.label())),
             }
@@ -186,6 +211,8 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         log::warn!("recording checked objects: {e}");
     }
     bad.sort();
+    let bad_hashes: HashSet<Hash> = bad.iter().map(|(h, _)| *h).collect();
+    check_images(store, &mut rep, &manifests, &bad_hashes, &containers_of)?;
     for (hash, problem) in bad {
         let u = users.remove(&hash).unwrap_or_default();
         let containers = u
@@ -207,6 +234,74 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
     Ok(rep)
 }
 
+/// Compare every kernel image with what the writer makes of its manifest. A
+/// template with a bad object is skipped (the object is reported; its image
+/// is checked again once the object is restored).
+fn check_images(
+    store: &Store,
+    rep: &mut VerifyReport,
+    manifests: &[(TemplateRecord, Manifest)],
+    bad_objects: &HashSet<Hash>,
+    containers_of: &HashMap<String, BTreeSet<String>>,
+) -> Result<()> {
+    let mut wanted = HashSet::new();
+    for (t, m) in manifests {
+        let (path, state) = match m.objects().any(|(h, _)| bad_objects.contains(&h)) {
+            true => (image::path_for(store, &m.digest()), None),
+            false => match image::check(store, t, m) {
+                Ok((p, s)) => (p, Some(s)),
+                // Not a tree the kernel backend can show: no image to check.
+                Err(Error::Image { .. }) => (image::path_for(store, &m.digest()), None),
+                Err(e) => return Err(e),
+            },
+        };
+        if !wanted.insert(path.clone()) {
+            continue;
+        }
+        match state {
+            Some(ImageState::Good) => rep.images_checked += 1,
+            Some(ImageState::Damaged) => {
+                rep.images_checked += 1;
+                rep.bad_images.push(BadImage {
+                    template: t.label(),
+                    path,
+                    containers: containers_of.get(&t.label()).cloned().unwrap_or_default(),
+                    repaired: false,
+                });
+            }
+            Some(ImageState::Missing) | None => {}
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(image::images_dir(store)) {
+        rep.unused_images = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| !wanted.contains(&e.path()))
+            .count() as u64;
+    }
+    Ok(())
+}
+
+/// Write damaged kernel images again (after objects were restored).
+fn rewrite_images(store: &Store, rep: &mut VerifyReport) -> Result<()> {
+    if rep.bad_images.is_empty() {
+        return Ok(());
+    }
+    let db = Catalog::open_read_only(store)?;
+    let mut todo = Vec::new();
+    for b in &rep.bad_images {
+        let r = crate::store::name::TemplateRef::parse(&b.template)?;
+        let t = db.resolve(&r)?;
+        let m = db.manifest(&t.name, t.version)?;
+        todo.push((t, m));
+    }
+    drop(db);
+    for (b, (t, m)) in rep.bad_images.iter_mut().zip(todo) {
+        image::rewrite(store, &t, &m)?;
+        b.repaired = true;
+    }
+    Ok(())
+}
+
 /// What a repair did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct RepairSummary {
@@ -226,7 +321,7 @@ pub fn repair(store: &Store, rep: &mut VerifyReport, sources: &[PathBuf]) -> Res
     }
     let sum = restore(store, rep, sources)?;
     rep.repair = Some(sum);
-    Ok(())
+    rewrite_images(store, rep)
 }
 
 fn restore(store: &Store, rep: &mut VerifyReport, sources: &[PathBuf]) -> Result<RepairSummary> {

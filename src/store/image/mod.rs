@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 pub use build::{INLINE_MAX, ImageError};
 
@@ -153,8 +154,16 @@ pub fn wanted(store: &Store, db: &Catalog) -> Result<HashSet<PathBuf>> {
 }
 
 /// Remove every image no committed template version names (after `templates
-/// rm`, and by gc). Returns the count and the bytes freed.
-pub fn remove_unused(store: &Store, wanted: &HashSet<PathBuf>) -> Result<(u64, u64)> {
+/// rm`, and by gc), except those written since `before` (an ingest running
+/// beside may have committed its template after `wanted` was read). Also
+/// removes temporary images that a killed writer left in `tmp/` before then.
+/// Returns the count and the bytes freed.
+pub fn remove_unused(
+    store: &Store,
+    wanted: &HashSet<PathBuf>,
+    before: SystemTime,
+) -> Result<(u64, u64)> {
+    remove_stale_temps(store, before - Duration::from_secs(600))?;
     let dir = images_dir(store);
     let rd = match fs::read_dir(&dir) {
         Ok(rd) => rd,
@@ -168,7 +177,11 @@ pub fn remove_unused(store: &Store, wanted: &HashSet<PathBuf>) -> Result<(u64, u
         if wanted.contains(&p) {
             continue;
         }
-        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+        let Ok(md) = e.metadata() else { continue };
+        if md.modified().is_ok_and(|t| t >= before) {
+            continue;
+        }
+        let len = md.len();
         match fs::remove_file(&p) {
             Ok(()) => {
                 n += 1;
@@ -182,6 +195,29 @@ pub fn remove_unused(store: &Store, wanted: &HashSet<PathBuf>) -> Result<(u64, u
         fsutil::sync_dir(&dir).at(&dir)?;
     }
     Ok((n, bytes))
+}
+
+/// Temporary images (`tmp/image-*`) older than `before`: a writer was killed.
+fn remove_stale_temps(store: &Store, before: SystemTime) -> Result<()> {
+    let dir = store.tmp_dir();
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let stale = e.file_name().as_encoded_bytes().starts_with(b"image-")
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < before);
+        if stale {
+            let p = e.path();
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err).at(&p),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Bytes the images take on disk.
