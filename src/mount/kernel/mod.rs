@@ -96,7 +96,7 @@ impl MountBackend for KernelBackend {
             .map_err(failed)?;
         ovl.set("workdir", upper::work_dir(&private))
             .map_err(failed)?;
-        for (key, value) in [("redirect_dir", "on"), ("metacopy", "on"), ("index", "off")] {
+        for (key, value) in [("redirect_dir", "on"), ("metacopy", "on"), ("index", "on")] {
             ovl.set(key, value).map_err(failed)?;
         }
         let mnt = ovl.mount(MountAttrFlags::empty()).map_err(failed)?;
