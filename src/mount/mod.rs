@@ -169,7 +169,12 @@ pub fn mount(store: &Store, ct: &str, given: Option<&Path>, opts: MountOptions) 
 
 /// Remove container `ct` (refused while it is mounted, by either backend).
 pub fn destroy(store: &Store, ct: &str) -> Result<()> {
-    container::destroy(store, ct, &|rec| is_mounted(store, rec))
+    container::destroy(store, ct, &|rec| match rec.backend {
+        // The mount lock that destroy holds is the daemon's: it would have
+        // been refused while one serves the container.
+        Backend::Fuse => Ok(false),
+        Backend::Kernel => is_mounted(store, rec),
+    })
 }
 
 /// Unmount container `ct` and wait until its state is saved; a stale mount of a

@@ -402,6 +402,41 @@ pub fn build_fixture(root: &Path) {
     set_mtime(root, 1_700_000_000, 42);
 }
 
+/// The mount backends; the semantic suites run against each (`both_backends!`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Fuse,
+    Kernel,
+}
+
+impl Backend {
+    /// The `--backend` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Fuse => "fuse",
+            Backend::Kernel => "kernel",
+        }
+    }
+}
+
+/// `both_backends!(f)` after `fn f(b: Backend)` makes the tests `f::fuse` and
+/// `f::kernel`.
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn fuse() {
+                super::$name(crate::common::Backend::Fuse)
+            }
+            #[test]
+            fn kernel() {
+                super::$name(crate::common::Backend::Kernel)
+            }
+        }
+    };
+}
+pub(crate) use both_backends;
+
 /// A mounted container, unmounted (via `vzstore umount`) when dropped.
 pub struct Mounted {
     pub store: PathBuf,
@@ -451,7 +486,13 @@ impl Mounted {
         );
         let path = store.join("root").join(name);
         let st = fs::metadata(&path).expect("stat of the mount point");
-        assert_eq!(st.ino(), 1, "{} is not our FUSE root", path.display());
+        let parent = fs::metadata(store.join("root")).expect("stat of root/");
+        assert_ne!(
+            st.dev(),
+            parent.dev(),
+            "{} is not a mounted container root",
+            path.display()
+        );
         Mounted {
             store: store.to_path_buf(),
             name: name.to_string(),

@@ -5,13 +5,15 @@ use std::os::unix::fs::MetadataExt;
 
 use crate::common::*;
 
-#[test]
-fn mount_serves_template_identically() {
+fn mount_serves_template_identically(b: Backend) {
     if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
         return;
     }
     let (_t, store, src) = fixture_store();
-    let out = vz_ok(&store, &["create", "c1", "--template", "fx"]);
+    let out = vz_ok(
+        &store,
+        &["create", "c1", "--template", "fx", "--backend", b.name()],
+    );
     assert!(out.contains("created container c1 from fx@1"), "{out}");
     let private = store.join("private/c1");
     let du = du_b1(&private);
@@ -27,14 +29,17 @@ fn mount_serves_template_identically() {
     m.umount();
     assert!(vz_ok(&store, &["list"]).contains("no"));
 }
+both_backends!(mount_serves_template_identically);
 
-#[test]
-fn changes_persist_across_remount() {
+fn changes_persist_across_remount(b: Backend) {
     if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
         return;
     }
     let (_t, store, _src) = fixture_store();
-    vz_ok(&store, &["create", "c1", "--template", "fx"]);
+    vz_ok(
+        &store,
+        &["create", "c1", "--template", "fx", "--backend", b.name()],
+    );
     let m = Mounted::new(&store, "c1");
     let p = &m.path;
     fs::write(p.join("etc/hostname"), b"changed\n").unwrap();
@@ -54,6 +59,7 @@ fn changes_persist_across_remount() {
     m.umount();
     assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
 }
+both_backends!(changes_persist_across_remount);
 
 #[test]
 fn bad_input_is_refused() {
@@ -222,13 +228,15 @@ fn passthrough_is_used_and_logged() {
 /// gc keeps everything a container references: its base version cannot be
 /// removed while the container exists, and gc beside a mounted container leaves
 /// every file readable.
-#[test]
-fn gc_keeps_objects_of_containers() {
+fn gc_keeps_objects_of_containers(b: Backend) {
     if !require_root("a FUSE mount of the fixture: device nodes, other owners") {
         return;
     }
     let (t, store, src) = fixture_store();
-    vz_ok(&store, &["create", "c1", "--template", "fx"]);
+    vz_ok(
+        &store,
+        &["create", "c1", "--template", "fx", "--backend", b.name()],
+    );
     // A new version of the template with different content; then try to drop v1.
     let src2 = t.path().join("src2");
     fs::create_dir(&src2).unwrap();
@@ -247,3 +255,4 @@ fn gc_keeps_objects_of_containers() {
     assert!(!out.contains("removed 0 of"), "{out}");
     assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
 }
+both_backends!(gc_keeps_objects_of_containers);

@@ -7,15 +7,20 @@ use std::process::Command;
 
 use crate::common::*;
 
-#[test]
-fn no_operation_reaches_shared_objects_or_other_containers() {
+fn no_operation_reaches_shared_objects_or_other_containers(b: Backend) {
     if !require_root("FUSE mounts of the fixture: device nodes, other owners") {
         return;
     }
     let (t, store, src) = fixture_store();
     let objects_before = objects_state(&store);
-    vz_ok(&store, &["create", "c1", "--template", "fx"]);
-    vz_ok(&store, &["create", "c2", "--template", "fx"]);
+    vz_ok(
+        &store,
+        &["create", "c1", "--template", "fx", "--backend", b.name()],
+    );
+    vz_ok(
+        &store,
+        &["create", "c2", "--template", "fx", "--backend", b.name()],
+    );
     let m1 = Mounted::new(&store, "c1");
     let m2 = Mounted::new(&store, "c2");
     let a = &m1.path;
@@ -95,14 +100,17 @@ fn no_operation_reaches_shared_objects_or_other_containers() {
     m2.umount();
     assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
 }
+both_backends!(no_operation_reaches_shared_objects_or_other_containers);
 
-#[test]
-fn unlinked_open_file_and_directory_rename_behave_like_ext4() {
+fn unlinked_open_file_and_directory_rename_behave_like_ext4(b: Backend) {
     if !require_root("FUSE mounts of the fixture: device nodes, other owners") {
         return;
     }
     let (_t, store, _src) = fixture_store();
-    vz_ok(&store, &["create", "c1", "--template", "fx"]);
+    vz_ok(
+        &store,
+        &["create", "c1", "--template", "fx", "--backend", b.name()],
+    );
     let m = Mounted::new(&store, "c1");
     let p = &m.path;
     // A file unlinked while open stays readable and writable through its handle.
@@ -152,3 +160,4 @@ fn unlinked_open_file_and_directory_rename_behave_like_ext4() {
     drop(f);
     m.umount();
 }
+both_backends!(unlinked_open_file_and_directory_rename_behave_like_ext4);

@@ -119,8 +119,7 @@ fn template(dir: &Path) {
     fs::write(dir.join("d1/h0"), noise(1, 30_000)).unwrap(); // same content as f0
 }
 
-#[test]
-fn mount_behaves_like_a_plain_directory() {
+fn mount_behaves_like_a_plain_directory(b: Backend) {
     if !require_root("mounts containers with FUSE") {
         return;
     }
@@ -141,7 +140,10 @@ fn mount_behaves_like_a_plain_directory() {
             let name = format!("p{n}");
             let plain = t.path().join(format!("plain{n}"));
             vz_ok(&store, &["export", "m", plain.to_str().unwrap()]);
-            vz_ok(&store, &["create", &name, "--template", "m"]);
+            vz_ok(
+                &store,
+                &["create", &name, "--template", "m", "--backend", b.name()],
+            );
             let m = Mounted::new(&store, &name);
             for (i, op) in ops.iter().enumerate() {
                 let want = apply(&plain, op);
@@ -161,3 +163,4 @@ fn mount_behaves_like_a_plain_directory() {
         .unwrap();
     assert_eq!(objects_state(&store), objects_before);
 }
+both_backends!(mount_behaves_like_a_plain_directory);

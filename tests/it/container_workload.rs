@@ -31,8 +31,7 @@ fn chroot(root: &std::path::Path, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn chroot_runs_python_useradd_su_and_dpkg() {
+fn chroot_runs_python_useradd_su_and_dpkg(b: Backend) {
     if !require_root("debootstrap, chroot and a FUSE mount") {
         return;
     }
@@ -42,7 +41,17 @@ fn chroot_runs_python_useradd_su_and_dpkg() {
         &store,
         &["ingest", src.to_str().unwrap(), "--name", "debian"],
     );
-    vz_ok(&store, &["create", "ct", "--template", "debian"]);
+    vz_ok(
+        &store,
+        &[
+            "create",
+            "ct",
+            "--template",
+            "debian",
+            "--backend",
+            b.name(),
+        ],
+    );
     let m = Mounted::new(&store, "ct");
     let out = chroot(
         &m.path,
@@ -88,3 +97,4 @@ perl -e 'print "perl-ok\n"'
     );
     assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
 }
+both_backends!(chroot_runs_python_useradd_su_and_dpkg);
