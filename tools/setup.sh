@@ -2,7 +2,7 @@
 # Install what building and testing vzstore needs on Debian 12 (idempotent).
 # Needs root. Rust itself (cargo) must already be installed (rustup).
 set -euo pipefail
-pkgs=(libclang-dev clang build-essential pkg-config librocksdb-dev fuse3 debootstrap attr util-linux mount e2fsprogs)
+pkgs=(libclang-dev clang build-essential pkg-config librocksdb-dev fuse3 debootstrap attr util-linux mount e2fsprogs erofs-utils)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -91,12 +91,16 @@ pub fn ingest(
     drop(session);
     // The kernel backend's image, now that every object it names is committed.
     // A tree it cannot hold stays a good template for FUSE: say so, go on.
-    let mut image_warning = None;
-    if let Err(e) = image::ensure(store, &record, &manifest) {
-        image_warning = Some(format!(
+    let image_warning = match image::ensure(store, &record, &manifest) {
+        Ok(_) => None,
+        Err(e @ Error::Image { .. }) => Some(format!(
             "{e}; kernel containers cannot use it, FUSE ones can"
-        ));
-    }
+        )),
+        Err(e) => Some(format!(
+            "template {} has no kernel image yet: {e}; the first kernel container of it makes it",
+            record.label()
+        )),
+    };
     log::info!("image: {:.3} s", started.elapsed().as_secs_f64());
     let leaders = manifest.link_leaders();
     let files = manifest

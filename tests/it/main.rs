@@ -11,6 +11,7 @@ mod container_model;
 mod container_workload;
 mod faults;
 mod integrity;
+mod kernel_backend;
 mod regressions;
 mod security;
 mod store_bad_input;

@@ -85,12 +85,10 @@ pub(crate) fn inodes(
             }
         };
         // A later member of a hardlink group is one more name of its leader.
-        if e.link_group != 0 {
-            if let Some(&leader) = group_inode.get(&e.link_group) {
-                out[leader].nlink += 1;
-                add_entry(&mut out[parent], name, leader);
-                continue;
-            }
+        if let Some(&leader) = group_inode.get(&e.link_group).filter(|_| e.link_group != 0) {
+            out[leader].nlink += 1;
+            add_entry(&mut out[parent], name, leader);
+            continue;
         }
         let inode = inode_of(e, parent, small)?.map_err(fail)?;
         let idx = out.len();

@@ -90,12 +90,15 @@ pub(crate) struct Inode {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LayoutError {
     #[error("the extended attributes of one inode take more than 256 KiB")]
-    XattrsTooLarge,
+    InodeXattrs,
     #[error("an extended attribute name is longer than 255 bytes or its value longer than 65535")]
-    XattrTooLarge,
+    OneXattr,
     #[error("the image would exceed 16 TiB")]
-    TooLarge,
+    ImageSize,
 }
+
+/// A directory's entries split into blocks: (name, inode index) per entry.
+type DirBlocks = Vec<Vec<(Vec<u8>, usize)>>;
 
 /// Where one inode goes and how it is stored.
 struct Placed {
@@ -126,7 +129,7 @@ impl Placed {
 pub(crate) fn write(inodes: &mut [Inode], uuid: [u8; 16]) -> Result<Vec<u8>, LayoutError> {
     // Directory blocks depend on names only, so sizes are known before any
     // node id is; the node ids are filled in once everything is placed.
-    let mut dir_groups: HashMap<usize, Vec<Vec<(Vec<u8>, usize)>>> = HashMap::new();
+    let mut dir_groups: HashMap<usize, DirBlocks> = HashMap::new();
     let mut placed = Vec::with_capacity(inodes.len());
     for (i, ino) in inodes.iter_mut().enumerate() {
         let xattrs = encode_xattrs(&ino.xattrs)?;
@@ -149,7 +152,7 @@ pub(crate) fn write(inodes: &mut [Inode], uuid: [u8; 16]) -> Result<Vec<u8>, Lay
                 let n = ino.size.div_ceil(1u64 << bits).max(1);
                 (
                     Vec::new(),
-                    usize::try_from(n).map_err(|_| LayoutError::TooLarge)?,
+                    usize::try_from(n).map_err(|_| LayoutError::ImageSize)?,
                     bits,
                 )
             }
@@ -197,13 +200,13 @@ pub(crate) fn write(inodes: &mut [Inode], uuid: [u8; 16]) -> Result<Vec<u8>, Lay
     for p in &mut placed {
         let n = p.block_bytes() / BLOCK;
         if n > 0 {
-            p.blkaddr = u32::try_from(blk).map_err(|_| LayoutError::TooLarge)?;
+            p.blkaddr = u32::try_from(blk).map_err(|_| LayoutError::ImageSize)?;
             blk += n;
         }
     }
-    let total_blocks = u32::try_from(blk).map_err(|_| LayoutError::TooLarge)?;
+    let total_blocks = u32::try_from(blk).map_err(|_| LayoutError::ImageSize)?;
     let nids: Vec<u64> = placed.iter().map(|p| (p.pos / 32) as u64).collect();
-    let root_nid = u16::try_from(nids[0]).map_err(|_| LayoutError::TooLarge)?;
+    let root_nid = u16::try_from(nids[0]).map_err(|_| LayoutError::ImageSize)?;
 
     for (i, groups) in dir_groups {
         placed[i].data = encode_dir(&groups, &nids, inodes);
@@ -238,8 +241,8 @@ fn encode_xattrs(xattrs: &[Xattr]) -> Result<Vec<u8>, LayoutError> {
     }
     let mut out = vec![0u8; XATTR_HEADER];
     for x in xattrs {
-        let name_len = u8::try_from(x.suffix.len()).map_err(|_| LayoutError::XattrTooLarge)?;
-        let value_len = u16::try_from(x.value.len()).map_err(|_| LayoutError::XattrTooLarge)?;
+        let name_len = u8::try_from(x.suffix.len()).map_err(|_| LayoutError::OneXattr)?;
+        let value_len = u16::try_from(x.value.len()).map_err(|_| LayoutError::OneXattr)?;
         out.push(name_len);
         out.push(x.index);
         out.extend_from_slice(&value_len.to_le_bytes());
@@ -249,14 +252,14 @@ fn encode_xattrs(xattrs: &[Xattr]) -> Result<Vec<u8>, LayoutError> {
     }
     // i_xattr_icount = 1 + (len - 12) / 4 must fit 16 bits.
     if (out.len() - XATTR_HEADER) / 4 + 1 > u16::MAX as usize {
-        return Err(LayoutError::XattrsTooLarge);
+        return Err(LayoutError::InodeXattrs);
     }
     Ok(out)
 }
 
 /// Split sorted entries into directory blocks: each block holds its dirents,
 /// then their names, within [`BLOCK`] bytes.
-fn group_dirents(all: Vec<(Vec<u8>, usize)>) -> Vec<Vec<(Vec<u8>, usize)>> {
+fn group_dirents(all: Vec<(Vec<u8>, usize)>) -> DirBlocks {
     let mut groups = vec![];
     let mut cur = vec![];
     let mut used = 0;
