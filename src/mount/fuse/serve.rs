@@ -18,7 +18,7 @@ use crate::container::{self, tree::Tree};
 use crate::daemon::{self, mountinfo};
 use crate::mount::{self, MountBackend, MountOptions};
 use crate::store::Store;
-use crate::store::catalog::{Catalog, ContainerRecord};
+use crate::store::catalog::{Backend, Catalog, ContainerRecord};
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::integrity::ObjectChecker;
 
@@ -131,6 +131,15 @@ fn serve_inner(
         };
         (rec, manifest)
     };
+    if rec.backend != Backend::Fuse {
+        return Err(Error::MountFailed {
+            container: ct.to_string(),
+            reason: format!(
+                "it uses the {} backend, which no process serves (--foreground is for FUSE containers)",
+                rec.backend.name()
+            ),
+        });
+    }
     log::info!("manifest read: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     let Some(_lock) = container::try_lock_mount(store, ct)? else {
         return Err(Error::AlreadyMounted(ct.to_string()));
