@@ -210,6 +210,7 @@ impl Catalog {
             entries: manifest.entries.len() as u64,
             logical_bytes: manifest.logical_bytes(),
             source: source.to_string(),
+            digest: Some(manifest.digest()),
         };
         let mut batch = WriteBatch::default();
         batch.put(tkey(b'm', name, version), manifest.encode());

@@ -25,6 +25,21 @@ pub struct TemplateRecord {
     pub logical_bytes: u64,
     /// Where it was ingested from, for the operator's information.
     pub source: String,
+    /// The manifest's [`digest`](crate::store::manifest::Manifest::digest)
+    /// (names the kernel image without reading the manifest). `None` in
+    /// records written before format 2.
+    pub digest: Option<Hash>,
+}
+
+/// Format 1 of a template record (no digest).
+#[derive(Deserialize)]
+struct TemplateRecordV1 {
+    name: String,
+    version: u32,
+    created: i64,
+    entries: u64,
+    logical_bytes: u64,
+    source: String,
 }
 
 impl TemplateRecord {
@@ -129,10 +144,22 @@ pub trait Record: Sized + Serialize {
 }
 
 impl Record for TemplateRecord {
-    const FORMAT: u8 = 1;
+    const FORMAT: u8 = 2;
     fn decode_format(format: u8, body: &[u8]) -> Result<Self, RecordError> {
         match format {
-            1 => Ok(postcard::from_bytes(body)?),
+            1 => {
+                let v1: TemplateRecordV1 = postcard::from_bytes(body)?;
+                Ok(TemplateRecord {
+                    name: v1.name,
+                    version: v1.version,
+                    created: v1.created,
+                    entries: v1.entries,
+                    logical_bytes: v1.logical_bytes,
+                    source: v1.source,
+                    digest: None,
+                })
+            }
+            2 => Ok(postcard::from_bytes(body)?),
             f => Err(RecordError::UnknownFormat(f)),
         }
     }
@@ -194,6 +221,40 @@ mod tests {
         assert_eq!(rec.backend, Backend::Fuse);
         assert_eq!(rec.version, 3);
         assert_eq!(rec.name.len(), 64);
+    }
+
+    #[derive(Serialize)]
+    struct OldTemplate<'a> {
+        name: &'a str,
+        version: u32,
+        created: i64,
+        entries: u64,
+        logical_bytes: u64,
+        source: &'a str,
+    }
+
+    #[test]
+    fn format_1_template_records_decode_without_a_digest() {
+        let old = OldTemplate {
+            name: "deb",
+            version: 2,
+            created: 1_700_000_000,
+            entries: 12,
+            logical_bytes: 34,
+            source: "/src",
+        };
+        let mut tagged = vec![TAG | 1];
+        tagged.extend(postcard::to_stdvec(&old).unwrap());
+        for bytes in [tagged, postcard::to_stdvec(&old).unwrap()] {
+            let t = TemplateRecord::decode(&bytes).unwrap();
+            assert_eq!((t.version, t.entries, t.digest), (2, 12, None));
+            assert_eq!(t.source, "/src");
+        }
+        let t = TemplateRecord {
+            digest: Some(Hash([7; 32])),
+            ..TemplateRecord::decode(&postcard::to_stdvec(&old).unwrap()).unwrap()
+        };
+        assert_eq!(TemplateRecord::decode(&t.encode()).unwrap(), t);
     }
 
     #[test]

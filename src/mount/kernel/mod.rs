@@ -69,9 +69,14 @@ impl MountBackend for KernelBackend {
                 name: rec.template.clone(),
                 version: Some(rec.version),
             })?;
-            let m = db.manifest(&t.name, t.version)?;
-            drop(db);
-            image::ensure(store, &t, &m)?
+            match image::existing(store, &t) {
+                Some(p) => p,
+                None => {
+                    let m = db.manifest(&t.name, t.version)?;
+                    drop(db);
+                    image::ensure(store, &t, &m)?
+                }
+            }
         };
         let private = container::private_dir(store, ct);
         let lower = mount_image(&image).map_err(failed)?;

@@ -74,6 +74,14 @@ pub fn render(store: &Store, m: &Manifest, label: &str) -> Result<Vec<u8>> {
     })
 }
 
+/// The image of template version `t`, if it is written already: found from the
+/// record's digest alone (no manifest read). `None` when it must be made (or
+/// the record predates digests).
+pub fn existing(store: &Store, t: &TemplateRecord) -> Option<PathBuf> {
+    let path = path_for(store, t.digest.as_ref()?);
+    path.is_file().then_some(path)
+}
+
 /// The image of template version `t` (manifest `m`), written now if it is not
 /// there yet. Returns its path.
 pub fn ensure(store: &Store, t: &TemplateRecord, m: &Manifest) -> Result<PathBuf> {
