@@ -660,7 +660,8 @@ fn kill_ingest_midway() {
     vz_ok(&store, &["gc"]);
     let out = vz_ok(&store, &["verify"]);
     assert!(
-        out.contains("-> clean") && out.contains("0 unreferenced objects, 0 crashed sessions"),
+        out.contains("-> clean")
+            && out.contains("0 unreferenced objects, 0 unused images, 0 crashed sessions"),
         "{out}"
     );
     // The store still takes the tree.

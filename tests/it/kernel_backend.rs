@@ -414,3 +414,81 @@ fn kill_9_while_an_image_is_written_leaves_a_clean_store() {
     assert_same_tree(&src, &m.path);
     m.umount();
 }
+
+/// Fill every free block of the file system at `dir` from outside.
+fn fill_up(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::FileExt;
+    let p = dir.join("filler");
+    let f = fs::File::create(&p).unwrap();
+    let mut off = 0u64;
+    for chunk in [1usize << 20, 4096, 1] {
+        let buf = vec![0x5a; chunk];
+        while f
+            .write_all_at(&buf, off)
+            .and_then(|()| f.sync_data())
+            .is_ok()
+        {
+            off += chunk as u64;
+        }
+    }
+    p
+}
+
+#[test]
+fn disk_full_in_and_around_a_kernel_container() {
+    if !require_root("kernel mounts and loop devices") {
+        return;
+    }
+    let lfs = LoopFs::new(64);
+    let store = lfs.path.join("store");
+    vz_ok(&store, &["init"]);
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::write(src.join("etc/big"), noise(9, 2 << 20)).unwrap();
+    fs::write(src.join("etc/small"), b"small").unwrap();
+    vz_ok(&store, &["ingest", src.to_str().unwrap(), "--name", "t"]);
+    create_kernel(&store, "c1", "t");
+    {
+        let m = Mounted::new(&store, "c1");
+        fs::write(m.path.join("etc/keep"), b"kept").unwrap();
+        // Writing into a template file copies it up; the disk fills.
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(m.path.join("etc/big"))
+            .unwrap();
+        let err = loop {
+            use std::io::Write;
+            if let Err(e) = f.write_all(&[1u8; 1 << 20]).and_then(|()| f.sync_data()) {
+                break e;
+            }
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        drop(f);
+        fs::remove_file(m.path.join("etc/big")).unwrap();
+        m.umount();
+    }
+    // Completely full from outside: a new kernel container is refused with
+    // the reason, and leaves nothing behind.
+    let filler = fill_up(&lfs.path);
+    let out = vz(
+        &store,
+        &["create", "c2", "--template", "t", "--backend", "kernel"],
+    );
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("No space left"), "{err}");
+        assert!(!store.join("private/c2").exists());
+        assert!(!vz_ok(&store, &["list"]).contains("c2"));
+    }
+    fs::remove_file(&filler).unwrap();
+    // The first container kept its changes; the template is whole.
+    let m = Mounted::new(&store, "c1");
+    assert_eq!(fs::read(m.path.join("etc/keep")).unwrap(), b"kept");
+    assert!(!m.path.join("etc/big").exists());
+    m.umount();
+    let e = t.path().join("export");
+    vz_ok(&store, &["export", "t", e.to_str().unwrap()]);
+    assert_same_tree(&src, &e);
+    assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
+}

@@ -92,7 +92,7 @@ fn sigkill_during_ingest_and_gc_leaves_consistent_store() {
     vz_ok(&store, &["gc"]);
     let out = vz_ok(&store, &["verify"]);
     assert!(
-        out.contains("0 unreferenced objects, 0 crashed sessions"),
+        out.contains("0 unreferenced objects, 0 unused images, 0 crashed sessions"),
         "{out}"
     );
     let e = t.path().join("e");
