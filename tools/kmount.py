@@ -6,12 +6,14 @@ fsconfig, fsmount, move_mount), without vzstore. x86_64 Linux 6.12+, root.
   kmount.py erofs IMAGE TARGET
       file-backed read-only EROFS mount of IMAGE, attached at TARGET
   kmount.py overlay LOWER OBJECTS UPPER WORK TARGET
-      overlayfs as vzstore makes it, with directory LOWER (e.g. an EROFS mount
+      overlayfs as vzstore makes it (redirect_dir, metacopy, index on), with
+      directory LOWER (e.g. an EROFS mount
       made by `erofs` above, shared by several overlays) as lower layer
   kmount.py time IMAGE OBJECTS UPPER WORK TARGET ROUNDS
       ROUNDS times: EROFS mount of IMAGE (detached) + overlayfs over it +
       move_mount to TARGET, timed inside this process (the system calls alone),
-      then umount; prints the median and all rounds in ms
+      then umount; prints the median and all rounds in ms. With index=on,
+      UPPER and WORK must be new or used with this IMAGE only.
 """
 import ctypes
 import os
@@ -75,7 +77,7 @@ def overlay(lower, objects, upper, work):
     setstr(fd, "datadir+", objects)
     setstr(fd, "upperdir", upper)
     setstr(fd, "workdir", work)
-    for k, v in (("redirect_dir", "on"), ("metacopy", "on"), ("index", "off")):
+    for k, v in (("redirect_dir", "on"), ("metacopy", "on"), ("index", "on")):
         setstr(fd, k, v)
     return create_mount(fd)
 
