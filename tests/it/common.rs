@@ -219,7 +219,7 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     assert_eq!(sa.len(), sb.len(), "{} has extra entries", b.display());
 }
 
-fn set_mtime(p: &Path, sec: i64, nsec: i64) {
+pub fn set_mtime(p: &Path, sec: i64, nsec: i64) {
     use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
     let t = Timespec {
         tv_sec: sec,

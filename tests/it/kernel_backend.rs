@@ -492,3 +492,100 @@ fn disk_full_in_and_around_a_kernel_container() {
     assert_same_tree(&src, &e);
     assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
 }
+
+/// A tree that exercises every layout choice of the image writer: directories
+/// over many blocks, the longest names, a symlink too long to inline, inline
+/// tails pushed past a block by large xattrs, files around the inline limit and
+/// the block size, a sparse file larger than 4 GiB, devices with large numbers,
+/// pre-1970 times, hardlinks across directories, names that are not UTF-8.
+fn awkward_tree(root: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let set = |p: &Path, n: &str, v: &[u8]| {
+        rustix::fs::lsetxattr(p, n, v, rustix::fs::XattrFlags::empty()).unwrap()
+    };
+    fs::create_dir_all(root.join("many")).unwrap();
+    for i in 0..3000 {
+        let name = format!("{i:05}-{}", "n".repeat(90));
+        fs::write(root.join("many").join(name), format!("{i}")).unwrap();
+    }
+    fs::create_dir_all(root.join("empty")).unwrap();
+    let long = "L".repeat(255);
+    fs::write(root.join(&long), b"longest name").unwrap();
+    std::os::unix::fs::symlink("t/".repeat(2000), root.join("long-link")).unwrap();
+    std::os::unix::fs::symlink("short", root.join("short-link")).unwrap();
+    for size in [0usize, 1, 63, 64, 65, 4095, 4096, 4097, 200_000] {
+        fs::write(root.join(format!("size-{size}")), noise(size as u64, size)).unwrap();
+    }
+    let x = root.join("xattr-heavy");
+    fs::write(&x, b"inline bytes after big xattrs").unwrap();
+    set(&x, "user.big", &noise(4, 3000));
+    set(&x, "user.second", &noise(5, 900));
+    set(&x, "security.test", b"label");
+    set(&x, "trusted.plain", b"t");
+    let d = root.join("xattr-dir");
+    fs::create_dir(&d).unwrap();
+    set(&d, "user.d", b"dir attr");
+    let sparse = root.join("sparse-5g");
+    let f = fs::File::create(&sparse).unwrap();
+    f.set_len(5 << 30).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"middle", 3 << 30).unwrap();
+    drop(f);
+    fs::hard_link(root.join("size-200000"), root.join("many/hardlink")).unwrap();
+    fs::hard_link(root.join("size-1"), root.join("xattr-dir/link-1")).unwrap();
+    let mk = |name: &str, ft: rustix::fs::FileType, dev: u64| {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &root.join(name),
+            ft,
+            rustix::fs::Mode::from_raw_mode(0o640),
+            dev,
+        )
+        .unwrap()
+    };
+    mk("fifo", rustix::fs::FileType::Fifo, 0);
+    mk(
+        "null",
+        rustix::fs::FileType::CharacterDevice,
+        libc::makedev(1, 3),
+    );
+    mk(
+        "big-dev",
+        rustix::fs::FileType::BlockDevice,
+        libc::makedev(259, 1 << 19),
+    );
+    let odd = std::ffi::OsStr::from_bytes(b"not-utf8-\xff\xfe");
+    fs::write(root.join(odd), b"odd").unwrap();
+    fs::set_permissions(root.join("size-65"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(root.join("xattr-dir"), fs::Permissions::from_mode(0o3777)).unwrap();
+    std::os::unix::fs::chown(root.join("size-64"), Some(1234), Some(5678)).unwrap();
+    set_mtime(&root.join("size-4096"), -86_400 * 365, 123_456_789);
+    set_mtime(&root.join("many"), 4_000_000_000, 999_999_999);
+}
+
+#[test]
+fn every_layout_of_the_image_writer_reads_back_through_the_kernel() {
+    if !require_root("device nodes, owners, trusted xattrs, kernel mounts") {
+        return;
+    }
+    let (t, store) = new_store();
+    let src = t.path().join("src");
+    awkward_tree(&src);
+    vz_ok(&store, &["ingest", src.to_str().unwrap(), "--name", "odd"]);
+    let img = images(&store).remove(0);
+    let out = Command::new("fsck.erofs").arg(&img).output().unwrap();
+    assert!(
+        out.status.success(),
+        "fsck.erofs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    create_kernel(&store, "c1", "odd");
+    let m = Mounted::new(&store, "c1");
+    assert_same_tree(&src, &m.path);
+    // The sparse file reads its one written spot from its object.
+    let f = fs::File::open(m.path.join("sparse-5g")).unwrap();
+    let mut buf = [0u8; 6];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, 3 << 30).unwrap();
+    assert_eq!(&buf, b"middle");
+    drop(f);
+    m.umount();
+}

@@ -236,3 +236,55 @@ pub fn stored_bytes(store: &Store) -> Result<u64> {
     }
     objects::du(&dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::manifest::{Entry, Kind};
+
+    fn entry(path: &str, kind: Kind, size: u64) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            mode: 0o755,
+            uid: 1,
+            gid: 2,
+            mtime_sec: 1_700_000_000,
+            mtime_nsec: 5,
+            size,
+            hash: (kind == Kind::File).then(|| Hash::of(&vec![b'x'; size as usize])),
+            target: if kind == Kind::Symlink {
+                b"target".to_vec()
+            } else {
+                Vec::new()
+            },
+            rdev: 0,
+            xattrs: vec![(b"user.a".to_vec(), b"b".to_vec())],
+            link_group: 0,
+        }
+    }
+
+    /// The image layout is pinned: a change of these bytes is a new layout and
+    /// must come with a new [`WRITER`] (old images are then rebuilt, not
+    /// misread). Update the digest only together with `WRITER`.
+    #[test]
+    fn golden_image_layout() {
+        let m = Manifest {
+            entries: vec![
+                entry("", Kind::Dir, 0),
+                entry("big", Kind::File, 100_000),
+                entry("d", Kind::Dir, 0),
+                entry("d/small", Kind::File, 10),
+                entry("link", Kind::Symlink, 6),
+            ],
+        };
+        let mut small = |_: &Hash, size: u64| Ok(vec![b'x'; size as usize]);
+        let mut inodes = build::inodes(&m, "t@1", &mut small).unwrap();
+        let bytes = erofs::write(&mut inodes, [9; 16]).unwrap();
+        assert_eq!(WRITER, 1);
+        assert_eq!(
+            blake3::hash(&bytes).to_hex().as_str(),
+            "7978f823c01d59d4cecf760790030590e13a6cc9963838f7ef3438a947dd684a"
+        );
+    }
+}
