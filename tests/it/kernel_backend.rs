@@ -535,7 +535,7 @@ fn awkward_tree(root: &Path) {
     let mk = |name: &str, ft: rustix::fs::FileType, dev: u64| {
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join(name),
+            root.join(name),
             ft,
             rustix::fs::Mode::from_raw_mode(0o640),
             dev,
