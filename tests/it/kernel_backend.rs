@@ -525,6 +525,26 @@ fn awkward_tree(root: &Path) {
     let d = root.join("xattr-dir");
     fs::create_dir(&d).unwrap();
     set(&d, "user.d", b"dir attr");
+    // POSIX ACLs (the xattr form: version 2, then tag, perm, id entries).
+    let acl = |entries: &[(u16, u16, u32)]| {
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in entries {
+            v.extend(tag.to_le_bytes());
+            v.extend(perm.to_le_bytes());
+            v.extend(id.to_le_bytes());
+        }
+        v
+    };
+    let any = u32::MAX;
+    let access = acl(&[
+        (1, 6, any),
+        (2, 4, 1000),
+        (4, 4, any),
+        (0x10, 4, any),
+        (0x20, 0, any),
+    ]);
+    set(&x, "system.posix_acl_access", &access);
+    set(&d, "system.posix_acl_default", &access);
     let sparse = root.join("sparse-5g");
     let f = fs::File::create(&sparse).unwrap();
     f.set_len(5 << 30).unwrap();
