@@ -65,7 +65,10 @@ pub fn create(
         Backend::Fuse => None,
         Backend::Kernel => {
             let m = db.manifest(&t.name, t.version)?;
-            image::ensure(store, &t, &m)?;
+            let (_, record) = image::open_checked(store, &t, &mut || Ok(m.clone()))?;
+            if let Some((digest, hash)) = record {
+                db.set_template_image(&t, digest, hash)?;
+            }
             m.entries.into_iter().next()
         }
     };

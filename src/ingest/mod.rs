@@ -18,6 +18,7 @@ use std::time::Instant;
 use crate::store::Store;
 use crate::store::catalog::{Catalog, TemplateRecord};
 use crate::store::error::{Error, Result};
+use crate::store::hash::Hash;
 use crate::store::image;
 use crate::store::manifest::{Kind, Manifest};
 use crate::store::name;
@@ -80,27 +81,38 @@ pub fn ingest(
     log::info!("hash and stage: {:.3} s", started.elapsed().as_secs_f64());
     session.publish()?;
     log::info!("publish: {:.3} s", started.elapsed().as_secs_f64());
+    // The kernel backend's image: rendered now (its objects are published and
+    // still pinned), its hash committed with the template, its file written
+    // after. A tree the kernel cannot show stays a good template for FUSE.
+    let mut image_warning = None;
+    let image = match image::render(store, &manifest, name) {
+        Ok(bytes) => Some(bytes),
+        Err(e @ Error::Image { .. }) => {
+            image_warning = Some(format!(
+                "{e}; kernel containers cannot use it, FUSE ones can"
+            ));
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let record = Catalog::open(store)?.commit_template(
         name,
         &source.describe(),
         &manifest,
         &tree.stat_updates,
+        image.as_deref().map(Hash::of),
     )?;
     log::info!("commit: {:.3} s", started.elapsed().as_secs_f64());
     let counts = sink.counts();
     drop(session);
-    // The kernel backend's image, now that every object it names is committed.
-    // A tree it cannot hold stays a good template for FUSE: say so, go on.
-    let image_warning = match image::ensure(store, &record, &manifest) {
-        Ok(_) => None,
-        Err(e @ Error::Image { .. }) => Some(format!(
-            "{e}; kernel containers cannot use it, FUSE ones can"
-        )),
-        Err(e) => Some(format!(
-            "template {} has no kernel image yet: {e}; the first kernel container of it makes it",
-            record.label()
-        )),
-    };
+    if let (Some(bytes), Some(digest)) = (&image, &record.digest) {
+        if let Err(e) = image::write(store, digest, bytes) {
+            image_warning = Some(format!(
+                "template {} has no kernel image yet: {e}; the first kernel container of it writes it",
+                record.label()
+            ));
+        }
+    }
     log::info!("image: {:.3} s", started.elapsed().as_secs_f64());
     let leaders = manifest.link_leaders();
     let files = manifest

@@ -200,6 +200,7 @@ impl Catalog {
         source: &str,
         manifest: &Manifest,
         stat_updates: &[((u64, u64), StatEntry)],
+        image: Option<Hash>,
     ) -> Result<TemplateRecord> {
         let version = self.versions(name)?.last().map_or(1, |t| t.version + 1);
         let created = time::now_secs();
@@ -211,6 +212,7 @@ impl Catalog {
             logical_bytes: manifest.logical_bytes(),
             source: source.to_string(),
             digest: Some(manifest.digest()),
+            image,
         };
         let mut batch = WriteBatch::default();
         batch.put(tkey(b'm', name, version), manifest.encode());
@@ -220,6 +222,21 @@ impl Catalog {
         }
         self.write(batch)?;
         Ok(rec)
+    }
+
+    /// Record the manifest digest and the image hash of a template version
+    /// (made by a mount, for versions ingested before records carried them).
+    pub fn set_template_image(&self, t: &TemplateRecord, digest: Hash, image: Hash) -> Result<()> {
+        let key = tkey(b't', &t.name, t.version);
+        let mut rec = match self.db.get(&key).map_err(|e| self.db_err(e))? {
+            Some(v) => TemplateRecord::decode(&v).map_err(|e| Self::corrupt(&key, e))?,
+            None => return Err(Error::TemplateNotFound(t.label())),
+        };
+        rec.digest = Some(digest);
+        rec.image = Some(image);
+        let mut batch = WriteBatch::default();
+        batch.put(key, rec.encode());
+        self.write(batch)
     }
 
     /// Remove one template version (record and manifest) in one batch.

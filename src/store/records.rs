@@ -29,6 +29,10 @@ pub struct TemplateRecord {
     /// (names the kernel image without reading the manifest). `None` in
     /// records written before format 2.
     pub digest: Option<Hash>,
+    /// blake3 of its kernel image's bytes, known once the image was made (at
+    /// ingest, or by the first kernel mount of an older template); `None` when
+    /// the tree has no kernel image. A mount checks the image against it.
+    pub image: Option<Hash>,
 }
 
 /// Format 1 of a template record (no digest).
@@ -157,6 +161,7 @@ impl Record for TemplateRecord {
                     logical_bytes: v1.logical_bytes,
                     source: v1.source,
                     digest: None,
+                    image: None,
                 })
             }
             2 => Ok(postcard::from_bytes(body)?),
@@ -247,11 +252,15 @@ mod tests {
         tagged.extend(postcard::to_stdvec(&old).unwrap());
         for bytes in [tagged, postcard::to_stdvec(&old).unwrap()] {
             let t = TemplateRecord::decode(&bytes).unwrap();
-            assert_eq!((t.version, t.entries, t.digest), (2, 12, None));
+            assert_eq!(
+                (t.version, t.entries, t.digest, t.image),
+                (2, 12, None, None)
+            );
             assert_eq!(t.source, "/src");
         }
         let t = TemplateRecord {
             digest: Some(Hash([7; 32])),
+            image: Some(Hash([8; 32])),
             ..TemplateRecord::decode(&postcard::to_stdvec(&old).unwrap()).unwrap()
         };
         assert_eq!(TemplateRecord::decode(&t.encode()).unwrap(), t);

@@ -609,3 +609,65 @@ fn every_layout_of_the_image_writer_reads_back_through_the_kernel() {
     drop(f);
     m.umount();
 }
+
+#[test]
+fn a_damaged_image_is_never_mounted_it_is_written_again() {
+    if !require_root("kernel mounts of the fixture") {
+        return;
+    }
+    let (_t, store, src) = fixture_store();
+    create_kernel(&store, "c1", "fx");
+    let img = images(&store).remove(0);
+    let good = fs::read(&img).unwrap();
+    // Every way of damaging it: a flipped byte (in the inline data of a small
+    // file, or in a redirect, which could point at another template's
+    // object), a truncation, an empty file, a missing file.
+    let hostname_at = good
+        .windows(8)
+        .position(|w| w == b"fixture\n")
+        .expect("etc/hostname's bytes are inline");
+    let redirect_at = good.windows(1).position(|w| w == b"/").expect("a redirect");
+    let damages: Vec<Box<dyn Fn(&Path)>> = vec![
+        Box::new(move |p| {
+            let mut b = fs::read(p).unwrap();
+            b[hostname_at] = b'J';
+            fs::write(p, b).unwrap();
+        }),
+        Box::new(move |p| {
+            let mut b = fs::read(p).unwrap();
+            b[redirect_at + 1] ^= 1;
+            fs::write(p, b).unwrap();
+        }),
+        Box::new(|p| {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(8192)
+                .unwrap()
+        }),
+        Box::new(|p| fs::write(p, b"").unwrap()),
+        Box::new(|p| fs::remove_file(p).unwrap()),
+    ];
+    for (i, damage) in damages.iter().enumerate() {
+        damage(&img);
+        let out = vz(&store, &["mount", "c1"]);
+        assert!(
+            out.status.success(),
+            "damage {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m = Mounted {
+            store: store.clone(),
+            name: "c1".into(),
+            path: store.join("root/c1"),
+        };
+        assert_same_tree(&src, &m.path);
+        m.umount();
+        assert_eq!(
+            fs::read(&img).unwrap(),
+            good,
+            "damage {i}: image not rewritten"
+        );
+    }
+}

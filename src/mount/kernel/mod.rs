@@ -19,6 +19,7 @@
 
 mod fsmount;
 
+use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
@@ -69,14 +70,13 @@ impl MountBackend for KernelBackend {
                 name: rec.template.clone(),
                 version: Some(rec.version),
             })?;
-            match image::existing(store, &t) {
-                Some(p) => p,
-                None => {
-                    let m = db.manifest(&t.name, t.version)?;
-                    drop(db);
-                    image::ensure(store, &t, &m)?
-                }
+            let (file, record) =
+                image::open_checked(store, &t, &mut || db.manifest(&t.name, t.version))?;
+            drop(db);
+            if let Some((digest, hash)) = record {
+                Catalog::open(store)?.set_template_image(&t, digest, hash)?;
             }
+            file
         };
         let private = container::private_dir(store, ct);
         let lower = mount_image(&image).map_err(failed)?;
@@ -126,13 +126,16 @@ impl MountBackend for KernelBackend {
     }
 }
 
-/// A detached, read-only EROFS mount of `image`: from the file itself where
-/// the kernel can (6.12+), through a loop device otherwise.
-fn mount_image(image: &Path) -> Result<OwnedFd, MountError> {
+/// A detached, read-only EROFS mount of the checked, open `image`: from the
+/// file itself where the kernel can (6.12+), through a loop device otherwise.
+/// The kernel opens it through `/proc/self/fd`, so it mounts the very file
+/// that was checked even if the path has been replaced since.
+fn mount_image(image: &File) -> Result<OwnedFd, MountError> {
     let forced = std::env::var_os(FORCE_LOOP_ENV).is_some_and(|v| v == "1");
+    let by_fd = format!("/proc/self/fd/{}", image.as_raw_fd());
     if !forced {
         let ctx = FsContext::open("erofs")?;
-        ctx.set("source", image)?;
+        ctx.set("source", &by_fd)?;
         ctx.flag("ro")?;
         match ctx.mount(MountAttrFlags::MOUNT_ATTR_RDONLY) {
             Ok(fd) => return Ok(fd),
@@ -141,12 +144,10 @@ fn mount_image(image: &Path) -> Result<OwnedFd, MountError> {
             Err(e) => return Err(e),
         }
     }
-    let io = |what: &str, e: std::io::Error| MountError {
+    let (dev, _hold) = sys::loop_attach(image).map_err(|e| MountError {
         errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
-        text: format!("{what} {}: {e}", image.display()),
-    };
-    let file = std::fs::File::open(image).map_err(|e| io("opening", e))?;
-    let (dev, _hold) = sys::loop_attach(&file).map_err(|e| io("attaching a loop device to", e))?;
+        text: format!("attaching a loop device to the kernel image: {e}"),
+    })?;
     let ctx = FsContext::open("erofs")?;
     ctx.set("source", &dev)?;
     // Read-only superblock: the device is opened for reading only.

@@ -74,24 +74,68 @@ pub fn render(store: &Store, m: &Manifest, label: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// The image of template version `t`, if it is written already: found from the
-/// record's digest alone (no manifest read). `None` when it must be made (or
-/// the record predates digests).
-pub fn existing(store: &Store, t: &TemplateRecord) -> Option<PathBuf> {
-    let path = path_for(store, t.digest.as_ref()?);
-    path.is_file().then_some(path)
+/// Write rendered image bytes for the manifest with `digest` (atomically).
+pub fn write(store: &Store, digest: &Hash, bytes: &[u8]) -> Result<PathBuf> {
+    let path = path_for(store, digest);
+    write_atomic(store, &path, bytes)?;
+    Ok(path)
 }
 
-/// The image of template version `t` (manifest `m`), written now if it is not
-/// there yet. Returns its path.
-pub fn ensure(store: &Store, t: &TemplateRecord, m: &Manifest) -> Result<PathBuf> {
-    let path = path_for(store, &m.digest());
-    if path.is_file() {
-        return Ok(path);
+/// The image of template version `t`, opened and checked: its bytes hash to
+/// what the template record says (the image is mounted through this handle,
+/// so what was checked is what the kernel reads). A missing or damaged image
+/// is written again from the manifest (`load` reads it; a damaged one is
+/// logged). For versions recorded before images had hashes, the image is
+/// compared with a fresh rendering; the second value is then the (digest,
+/// image hash) pair for the caller to record with
+/// [`Catalog::set_template_image`], so that the next mount is quick.
+pub fn open_checked(
+    store: &Store,
+    t: &TemplateRecord,
+    load: &mut dyn FnMut() -> Result<Manifest>,
+) -> Result<(fs::File, Option<(Hash, Hash)>)> {
+    if let (Some(digest), Some(want)) = (t.digest, t.image) {
+        let path = path_for(store, &digest);
+        match open_hashed(&path)? {
+            Some((f, got)) if got == want => return Ok((f, None)),
+            Some(_) => log::warn!(
+                "{}: the kernel image of {} is damaged; writing it again",
+                path.display(),
+                t.label()
+            ),
+            None => {}
+        }
+        let bytes = render(store, &load()?, &t.label())?;
+        if Hash::of(&bytes) != want {
+            log::warn!(
+                "{}: the image written now differs from the one recorded at ingest",
+                t.label()
+            );
+        }
+        write_atomic(store, &path, &bytes)?;
+        return Ok((fs::File::open(&path).at(&path)?, None));
     }
-    let bytes = render(store, m, &t.label())?;
-    write_atomic(store, &path, &bytes)?;
-    Ok(path)
+    // An older record: render, compare, record.
+    let m = load()?;
+    let digest = m.digest();
+    let path = path_for(store, &digest);
+    let bytes = render(store, &m, &t.label())?;
+    let want = Hash::of(&bytes);
+    if !matches!(open_hashed(&path)?, Some((_, got)) if got == want) {
+        write_atomic(store, &path, &bytes)?;
+    }
+    Ok((fs::File::open(&path).at(&path)?, Some((digest, want))))
+}
+
+/// Open a file and hash it; `None` if it does not exist.
+fn open_hashed(path: &Path) -> Result<Option<(fs::File, Hash)>> {
+    let f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(path),
+    };
+    let h = fsutil::hash_read(&f).at(path)?;
+    Ok(Some((f, h.into())))
 }
 
 fn write_atomic(store: &Store, path: &Path, bytes: &[u8]) -> Result<()> {
