@@ -105,13 +105,13 @@ pub fn ingest(
     log::info!("commit: {:.3} s", started.elapsed().as_secs_f64());
     let counts = sink.counts();
     drop(session);
-    if let (Some(bytes), Some(digest)) = (&image, &record.digest) {
-        if let Err(e) = image::write(store, digest, bytes) {
-            image_warning = Some(format!(
-                "template {} has no kernel image yet: {e}; the first kernel container of it writes it",
-                record.label()
-            ));
-        }
+    if let (Some(bytes), Some(digest)) = (&image, &record.digest)
+        && let Err(e) = image::write(store, digest, bytes)
+    {
+        image_warning = Some(format!(
+            "template {} has no kernel image yet: {e}; the first kernel container of it writes it",
+            record.label()
+        ));
     }
     log::info!("image: {:.3} s", started.elapsed().as_secs_f64());
     let leaders = manifest.link_leaders();
