@@ -627,7 +627,8 @@ fn a_damaged_image_is_never_mounted_it_is_written_again() {
         .position(|w| w == b"fixture\n")
         .expect("etc/hostname's bytes are inline");
     let redirect_at = good.windows(1).position(|w| w == b"/").expect("a redirect");
-    let damages: Vec<Box<dyn Fn(&Path)>> = vec![
+    type Damage = Box<dyn Fn(&Path)>;
+    let damages: Vec<Damage> = vec![
         Box::new(move |p| {
             let mut b = fs::read(p).unwrap();
             b[hostname_at] = b'J';
