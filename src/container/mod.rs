@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use crate::store::Store;
 use crate::store::catalog::{Backend, Catalog, ContainerRecord};
 use crate::store::error::{Error, IoContext, Result};
+use crate::store::fstree;
 use crate::store::fsutil;
 use crate::store::image;
 use crate::store::lock;
@@ -78,7 +79,7 @@ pub fn create(
         let dir = private_dir(store, name);
         if dir.exists() {
             // Leftover of a create or destroy that died midway; nothing refers to it.
-            fs::remove_dir_all(&dir).at(&dir)?;
+            fstree::remove(&dir).at(&dir)?;
         }
         fsutil::create_private_dir(&dir).at(&dir)?;
         let made = match &kernel_root {
@@ -91,9 +92,9 @@ pub fn create(
             }
         };
         if let Err(e) = made {
-            let _ = fs::remove_dir_all(&dir);
+            let _ = fstree::remove(&dir);
             for done in &recs {
-                let _ = fs::remove_dir_all(private_dir(store, &done.name));
+                let _ = fstree::remove(&private_dir(store, &done.name));
             }
             return Err(e);
         }
@@ -108,7 +109,7 @@ pub fn create(
     if let Err(e) = db.put_containers(&recs) {
         // None of them exists: take their directories away again.
         for name in names {
-            let _ = fs::remove_dir_all(private_dir(store, name));
+            let _ = fstree::remove(&private_dir(store, name));
         }
         return Err(e);
     }
@@ -148,10 +149,18 @@ pub fn destroy(
     if mounted(&rec)? {
         return Err(Error::Mounted(name.to_string()));
     }
+    // Something mounted inside the private area (by mistake or malice) is
+    // refused before anything is removed: removal never crosses into it.
+    let dir = private_dir(store, name);
+    if let Some(p) = fstree::mount_inside(&dir).at(&dir)? {
+        return Err(Error::BadDestination {
+            path: p,
+            reason: "a file system is mounted inside the container's private area; unmount it first",
+        });
+    }
     db.remove_container(name)?;
     drop(db);
-    let dir = private_dir(store, name);
-    fs::remove_dir_all(&dir).at(&dir)?;
+    fstree::remove(&dir).at(&dir)?;
     // Its default mount point, if empty (never anything mounted or stored there).
     let _ = fs::remove_dir(store.mount_dir().join(name));
     Ok(())

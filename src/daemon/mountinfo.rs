@@ -39,6 +39,33 @@ pub fn find_source(source: &str) -> Option<std::path::PathBuf> {
     })
 }
 
+/// Every mount of this mount namespace: (source, mount point), in mount
+/// order (a later one is on top of an earlier one at the same point).
+pub fn mounts() -> Vec<(Vec<u8>, std::path::PathBuf)> {
+    use std::os::unix::ffi::OsStringExt;
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            let source = unescape(f.get(sep + 2)?);
+            let mnt = std::path::PathBuf::from(std::ffi::OsString::from_vec(unescape(f.get(4)?)));
+            Some((source, mnt))
+        })
+        .collect()
+}
+
+/// The source of the topmost mount at `p`, if anything is mounted there.
+pub fn top_source_at(p: &Path) -> Option<Vec<u8>> {
+    mounts()
+        .into_iter()
+        .rev()
+        .find(|(_, m)| m == p)
+        .map(|(s, _)| s)
+}
+
 /// Undo mountinfo's octal escapes (`\040` for a space...).
 fn unescape(s: &str) -> Vec<u8> {
     let b = s.as_bytes();

@@ -139,6 +139,7 @@ pub fn prepare_mountpoint(
         );
         mountinfo::detach(&mnt)?;
     }
+    let mnt = check_mount_point_place(store, &mnt)?;
     let meta = fs::metadata(&mnt).at(&mnt)?;
     if !meta.is_dir() {
         return Err(Error::BadDestination {
@@ -153,6 +154,31 @@ pub fn prepare_mountpoint(
         });
     }
     Ok(mnt)
+}
+
+/// A mount point must not be inside the store (except `root/<name>`) nor
+/// inside a mounted container, whose processes could swap what the path
+/// means (mounts carry suid). Returns the resolved path to mount on.
+fn check_mount_point_place(store: &Store, mnt: &Path) -> Result<PathBuf> {
+    let real = fs::canonicalize(mnt).at(mnt)?;
+    for (source, at) in mountinfo::mounts() {
+        let inside = |p: &Path| p != at && p.starts_with(&at);
+        if source.starts_with(b"vzstore:") && (inside(mnt) || inside(&real)) {
+            return Err(Error::BadDestination {
+                path: mnt.to_path_buf(),
+                reason: "is inside a mounted container's root; mount containers outside each other",
+            });
+        }
+    }
+    if let Ok(rel) = real.strip_prefix(store.root())
+        && rel.parent() != Some(Path::new("root"))
+    {
+        return Err(Error::BadDestination {
+            path: mnt.to_path_buf(),
+            reason: "is inside the store; use STORE/root/<name> or a directory outside the store",
+        });
+    }
+    Ok(real)
 }
 
 /// Mount container `ct` (at `given`, or its default mount point) with the
@@ -191,6 +217,19 @@ pub fn umount(store: &Store, ct: &str) -> Result<PathBuf> {
         }
         return Err(Error::NotMounted(ct.to_string()));
     };
+    // Unmount only our own mount: something mounted on top of it stays.
+    let ours = fsname(store, ct);
+    if let Some(top) = mountinfo::top_source_at(&mnt)
+        && top != ours.as_bytes()
+    {
+        return Err(Error::UmountFailed {
+            path: mnt,
+            reason: format!(
+                "another file system ({}) is mounted on top of the container; unmount it first",
+                String::from_utf8_lossy(&top)
+            ),
+        });
+    }
     b.umount(store, ct, &mnt)?;
     Ok(mnt)
 }

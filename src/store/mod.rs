@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod fstree;
 pub mod fsutil;
 pub mod gc;
 pub mod hash;

@@ -81,22 +81,11 @@ pub fn list(store: &Store) -> Result<ObjectListing> {
     Ok(out)
 }
 
-/// Allocated bytes of every file and directory under `dir` (like `du -s -B1`).
-/// Entries that vanish during the walk (RocksDB compacting) are skipped.
+/// Allocated bytes of every file and directory under `dir` (like `du -s -B1`:
+/// hardlinked files once; trees deeper than PATH_MAX are fine). Entries that
+/// vanish during the walk (RocksDB compacting) are skipped.
 pub fn du(dir: &std::path::Path) -> Result<u64> {
-    let meta = match fs::symlink_metadata(dir) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e).at(dir),
-    };
-    let mut total = meta.blocks() * 512;
-    if meta.is_dir() {
-        for e in fs::read_dir(dir).at(dir)? {
-            let e = e.at(dir)?;
-            total += du(&e.path())?;
-        }
-    }
-    Ok(total)
+    crate::store::fstree::allocated(dir).at(dir)
 }
 
 /// Open an object read-only, mapping "not found" to [`Error::MissingObject`].
