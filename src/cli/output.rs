@@ -168,6 +168,14 @@ pub fn verify(r: &VerifyReport) {
             join(&b.containers)
         );
     }
+    for ct in &r.stale_mounts {
+        println!(
+            "STALE mount: container {ct} still reads the damaged image it was mounted with; mount it again (vzstore umount {ct} && vzstore mount {ct})"
+        );
+    }
+    for t in &r.images_unchecked {
+        println!("note: the kernel image of {t} was not checked: some of its objects are bad");
+    }
     for p in &r.strays {
         println!("note: stray file {}", p.display());
     }

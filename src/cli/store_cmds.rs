@@ -62,6 +62,15 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
             if let Some(sources) = &repair {
                 store::verify::repair(&st, &mut rep, sources)?;
             }
+            // A mounted kernel container keeps reading the image it mounted.
+            for b in &rep.bad_images {
+                for ct in &b.containers {
+                    let rec = vzstore::mount::record(&st, ct)?;
+                    if vzstore::mount::is_mounted(&st, &rec)? {
+                        rep.stale_mounts.push(ct.clone());
+                    }
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);
             } else {

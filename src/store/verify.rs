@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::store::Store;
-use crate::store::catalog::{Catalog, TemplateRecord};
+use crate::store::catalog::{Backend, Catalog, TemplateRecord};
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::fetch::{self, DirObjects};
 use crate::store::fsutil;
@@ -80,6 +80,12 @@ pub struct VerifyReport {
     pub bad_images: Vec<BadImage>,
     /// Images no template version names (harmless; `gc` removes them).
     pub unused_images: u64,
+    /// Mounted kernel containers that still read a damaged image (filled in
+    /// by the caller, which knows mounts): they must be mounted again.
+    pub stale_mounts: Vec<String>,
+    /// Template versions whose image was not checked because some of their
+    /// objects are bad (`--repair` checks them once the objects are restored).
+    pub images_unchecked: Vec<String>,
     /// What `--repair` did, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair: Option<RepairSummary>,
@@ -92,6 +98,7 @@ impl VerifyReport {
             && self.unreadable.is_empty()
             && self.bad_records.is_empty()
             && self.bad_images.iter().all(|b| b.repaired)
+            && self.stale_mounts.is_empty()
     }
 
     /// Objects of one problem kind.
@@ -106,7 +113,8 @@ pub struct BadImage {
     /// `name@version` of the template version (one of them, if several share it).
     pub template: String,
     pub path: PathBuf,
-    /// Containers whose base it is.
+    /// Kernel containers whose base it is (mounted ones read the damaged
+    /// image until they are mounted again).
     pub containers: BTreeSet<String>,
     /// Whether `--repair` wrote it again.
     pub repaired: bool,
@@ -129,6 +137,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
 
     let mut users: HashMap<Hash, Users> = HashMap::new();
     let mut containers_of: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut kernel_containers_of: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut manifests = Vec::new();
     {
         let db = Catalog::open_read_only(store)?;
@@ -156,6 +165,12 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         match db.containers() {
             Ok(cs) => {
                 for c in cs {
+                    if c.backend == Backend::Kernel {
+                        kernel_containers_of
+                            .entry(c.base_label())
+                            .or_default()
+                            .insert(c.name.clone());
+                    }
                     containers_of
                         .entry(c.base_label())
                         .or_default()
@@ -212,7 +227,13 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
     }
     bad.sort();
     let bad_hashes: HashSet<Hash> = bad.iter().map(|(h, _)| *h).collect();
-    check_images(store, &mut rep, &manifests, &bad_hashes, &containers_of)?;
+    check_images(
+        store,
+        &mut rep,
+        &manifests,
+        &bad_hashes,
+        &kernel_containers_of,
+    )?;
     for (hash, problem) in bad {
         let u = users.remove(&hash).unwrap_or_default();
         let containers = u
@@ -247,7 +268,10 @@ fn check_images(
     let mut wanted = HashSet::new();
     for (t, m) in manifests {
         let (path, state) = match m.objects().any(|(h, _)| bad_objects.contains(&h)) {
-            true => (image::path_for(store, &m.digest()), None),
+            true => {
+                rep.images_unchecked.push(t.label());
+                (image::path_for(store, &m.digest()), None)
+            }
             false => match image::check(store, t, m) {
                 Ok((p, s)) => (p, Some(s)),
                 // Not a tree the kernel backend can show: no image to check.
@@ -278,6 +302,37 @@ fn check_images(
             .filter(|e| !wanted.contains(&e.path()))
             .count() as u64;
     }
+    Ok(())
+}
+
+/// Check the images that were skipped for bad objects, now that repair has
+/// restored what it could; those still with bad objects stay unchecked.
+fn check_unchecked_images(store: &Store, rep: &mut VerifyReport) -> Result<()> {
+    if rep.images_unchecked.is_empty() {
+        return Ok(());
+    }
+    let still_bad: HashSet<Hash> = rep
+        .bad
+        .iter()
+        .filter_map(|b| Hash::from_hex(&b.hash))
+        .collect();
+    let db = Catalog::open_read_only(store)?;
+    let mut manifests = Vec::new();
+    let mut kernel: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for c in db.containers()? {
+        if c.backend == Backend::Kernel {
+            kernel.entry(c.base_label()).or_default().insert(c.name);
+        }
+    }
+    for label in std::mem::take(&mut rep.images_unchecked) {
+        let t = db.resolve(&crate::store::name::TemplateRef::parse(&label)?)?;
+        let m = db.manifest(&t.name, t.version)?;
+        manifests.push((t, m));
+    }
+    drop(db);
+    let before = rep.unused_images;
+    check_images(store, rep, &manifests, &still_bad, &kernel)?;
+    rep.unused_images = before;
     Ok(())
 }
 
@@ -321,6 +376,7 @@ pub fn repair(store: &Store, rep: &mut VerifyReport, sources: &[PathBuf]) -> Res
     }
     let sum = restore(store, rep, sources)?;
     rep.repair = Some(sum);
+    check_unchecked_images(store, rep)?;
     rewrite_images(store, rep)
 }
 

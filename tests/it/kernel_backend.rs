@@ -168,11 +168,15 @@ fn a_damaged_image_is_found_by_verify_and_rewritten_by_repair() {
     }
     let (_t, store, src) = fixture_store();
     create_kernel(&store, "c1", "fx");
+    vz_ok(&store, &["create", "f1", "--template", "fx"]);
     let img = images(&store).remove(0);
-    let mut bytes = fs::read(&img).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x40;
-    fs::write(&img, &bytes).unwrap();
+    let flip = |img: &Path| {
+        let mut bytes = fs::read(img).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        fs::write(img, &bytes).unwrap();
+    };
+    flip(&img);
     let out = vz(&store, &["verify"]);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -180,15 +184,50 @@ fn a_damaged_image_is_found_by_verify_and_rewritten_by_repair() {
         text.contains("DAMAGED kernel image") && text.contains("fx@1") && text.contains("c1"),
         "{text}"
     );
+    assert!(
+        !text.contains("f1"),
+        "a FUSE container does not use images: {text}"
+    );
     let out = vz(&store, &["verify", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["bad_images"][0]["template"], "fx@1");
     let fixed = vz_ok(&store, &["verify", "--repair"]);
     assert!(fixed.contains("REWRITTEN kernel image"), "{fixed}");
     assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
+
+    // Damaged while mounted: the mount reads the old file until remounted;
+    // verify says so and is not clean until then.
+    let m = Mounted::new(&store, "c1");
+    flip(&img);
+    let out = vz(&store, &["verify", "--repair"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("REWRITTEN") && text.contains("STALE mount: container c1"),
+        "{text}"
+    );
+    m.umount();
     let m = Mounted::new(&store, "c1");
     assert_same_tree(&src, &m.path);
     m.umount();
+    assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
+
+    // A bad object and a damaged image together: the image is checked once
+    // repair has restored the object.
+    let obj = objects_state(&store).keys().next().unwrap().clone();
+    fs::remove_file(&obj).unwrap();
+    flip(&img);
+    let text = String::from_utf8_lossy(&vz(&store, &["verify"]).stdout).into_owned();
+    assert!(
+        text.contains("MISSING object") && text.contains("image of fx@1 was not checked"),
+        "{text}"
+    );
+    let fixed = vz_ok(&store, &["verify", "--repair", src.to_str().unwrap()]);
+    assert!(
+        fixed.contains("restored object") && fixed.contains("REWRITTEN kernel image"),
+        "{fixed}"
+    );
+    assert!(vz_ok(&store, &["verify"]).contains("-> clean"));
 }
 
 #[test]
