@@ -39,6 +39,44 @@ pub fn find_source(source: &str) -> Option<std::path::PathBuf> {
     })
 }
 
+/// A process whose mount namespace (possibly not ours) has a mount with
+/// source `source`, and where it is mounted there: `(pid, mount point)`.
+/// Each namespace is read once.
+pub fn find_source_in_any_namespace(source: &str) -> Option<(u32, std::path::PathBuf)> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut seen = std::collections::HashSet::new();
+    for e in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(ns) = fs::read_link(format!("/proc/{pid}/ns/mnt")) else {
+            continue;
+        };
+        if !seen.insert(ns) {
+            continue;
+        }
+        let Ok(info) = fs::read_to_string(format!("/proc/{pid}/mountinfo")) else {
+            continue;
+        };
+        for line in info.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let Some(sep) = f.iter().position(|x| *x == "-") else {
+                continue;
+            };
+            if f.get(sep + 2)
+                .is_some_and(|s| unescape(s) == source.as_bytes())
+            {
+                let mnt = f.get(4).map(|m| unescape(m)).unwrap_or_default();
+                return Some((
+                    pid,
+                    std::path::PathBuf::from(std::ffi::OsString::from_vec(mnt)),
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Every mount of this mount namespace: (source, mount point), in mount
 /// order (a later one is on top of an earlier one at the same point).
 pub fn mounts() -> Vec<(Vec<u8>, std::path::PathBuf)> {

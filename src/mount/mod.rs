@@ -199,7 +199,9 @@ pub fn destroy(store: &Store, ct: &str) -> Result<()> {
         // The mount lock that destroy holds is the daemon's: it would have
         // been refused while one serves the container.
         Backend::Fuse => Ok(false),
-        Backend::Kernel => is_mounted(store, rec),
+        // Also in other mount namespaces: the kernel serves it there.
+        Backend::Kernel => Ok(is_mounted(store, rec)?
+            || mountinfo::find_source_in_any_namespace(&fsname(store, ct)).is_some()),
     })
 }
 

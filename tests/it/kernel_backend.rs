@@ -711,3 +711,54 @@ fn a_damaged_image_is_never_mounted_it_is_written_again() {
         );
     }
 }
+
+#[test]
+fn a_kernel_mount_in_another_mount_namespace_is_not_destroyed_under_it() {
+    if !require_root("mount namespaces") {
+        return;
+    }
+    let (t, store, _src) = fixture_store();
+    create_kernel(&store, "c1", "fx");
+    let ready = t.path().join("ready");
+    let script = format!(
+        "{} --store {} mount c1 && touch {} && exec sleep 60",
+        bin().display(),
+        store.display(),
+        ready.display()
+    );
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the mount in the namespace never came up"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "unshare exited early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let err = vz_err(&store, &["destroy", "c1"]);
+    assert!(err.contains("mounted"), "{err}");
+    assert!(store.join("private/c1/upper").is_dir());
+    let err = vz_err(&store, &["mount", "c1"]);
+    assert!(err.contains("mount namespace of process"), "{err}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The namespace is gone with its last process, and its mount with it.
+    let start = std::time::Instant::now();
+    loop {
+        let out = vz(&store, &["destroy", "c1"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!store.join("private/c1").exists());
+}

@@ -104,7 +104,23 @@ impl MountBackend for KernelBackend {
         for (key, value) in [("redirect_dir", "on"), ("metacopy", "on"), ("index", "on")] {
             ovl.set(key, value).map_err(failed)?;
         }
-        let mnt = ovl.mount(MountAttrFlags::empty()).map_err(failed)?;
+        let mnt = ovl.mount(MountAttrFlags::empty()).map_err(|e| {
+            if e.errno != Errno::BUSY {
+                return failed(e);
+            }
+            // Its upper directory is in use by another overlay mount.
+            let where_ = match mountinfo::find_source_in_any_namespace(&mount::fsname(store, ct)) {
+                Some((pid, at)) => format!(
+                    "it is mounted at {} in the mount namespace of process {pid}",
+                    at.display()
+                ),
+                None => "a lazily unmounted mount of it is still in use".to_string(),
+            };
+            failed(MountError {
+                errno: e.errno,
+                text: format!("{e}; {where_}"),
+            })
+        })?;
         drop(lower); // overlayfs holds the image's mount now
         fsmount::attach(&mnt, mountpoint).map_err(failed)?;
         mount::record_mountpoint(store, ct, mountpoint)
