@@ -139,12 +139,18 @@ pub fn destroy(
     mounted: &dyn Fn(&ContainerRecord) -> Result<bool>,
 ) -> Result<()> {
     name::validate(name)?;
-    let db = Catalog::open(store)?;
-    let Some(rec) = db.container(name)? else {
+    let Some(rec) = Catalog::open_read_only(store)?.container(name)? else {
         return Err(Error::ContainerNotFound(name.to_string()));
     };
-    let Some(_lock) = try_lock_mount(store, name)? else {
-        return Err(Error::Mounted(name.to_string()));
+    // The mount lock before the catalog, the order a kernel mount takes them.
+    // A FUSE daemon holds it for its life (so it is only tried); a kernel
+    // mount only while it sets up (so destroy waits for that).
+    let _lock = match rec.backend {
+        Backend::Fuse => match try_lock_mount(store, name)? {
+            Some(l) => l,
+            None => return Err(Error::Mounted(name.to_string())),
+        },
+        Backend::Kernel => lock::acquire(&private_dir(store, name).join("mount.lock"))?,
     };
     if mounted(&rec)? {
         return Err(Error::Mounted(name.to_string()));
@@ -157,6 +163,10 @@ pub fn destroy(
             path: p,
             reason: "a file system is mounted inside the container's private area; unmount it first",
         });
+    }
+    let db = Catalog::open(store)?;
+    if db.container(name)?.is_none() {
+        return Err(Error::ContainerNotFound(name.to_string())); // destroyed meanwhile
     }
     db.remove_container(name)?;
     drop(db);
