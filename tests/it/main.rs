@@ -12,6 +12,7 @@ mod container_workload;
 mod faults;
 mod integrity;
 mod kernel_backend;
+mod kernel_image;
 mod mount_places;
 mod regressions;
 mod security;
