@@ -64,63 +64,9 @@ impl MountBackend for KernelBackend {
         if self.is_mounted(store, ct)? {
             return Err(Error::AlreadyMounted(ct.clone()));
         }
-        let image = {
-            let db = Catalog::open_read_only(store)?;
-            let t = db.resolve(&TemplateRef {
-                name: rec.template.clone(),
-                version: Some(rec.version),
-            })?;
-            let (file, record) =
-                image::open_checked(store, &t, &mut || db.manifest(&t.name, t.version))?;
-            drop(db);
-            if let Some((digest, hash)) = record {
-                Catalog::open(store)?.set_template_image(&t, digest, hash)?;
-            }
-            file
-        };
-        let private = container::private_dir(store, ct);
+        let image = open_image(store, rec)?;
         let lower = mount_image(&image).map_err(failed)?;
-        let ovl = FsContext::open("overlay").map_err(failed)?;
-        ovl.set("source", mount::fsname(store, ct))
-            .map_err(failed)?;
-        ovl.set("lowerdir+", format!("/proc/self/fd/{}", lower.as_raw_fd()))
-            .map_err(failed)?;
-        ovl.set("datadir+", store.objects_dir()).map_err(|e| {
-            if e.errno == Errno::INVAL {
-                failed(MountError {
-                    errno: e.errno,
-                    text: format!(
-                        "overlayfs of this kernel has no data-only lower layers (datadir+, Linux 6.8+): {e}"
-                    ),
-                })
-            } else {
-                failed(e)
-            }
-        })?;
-        ovl.set("upperdir", upper::upper_dir(&private))
-            .map_err(failed)?;
-        ovl.set("workdir", upper::work_dir(&private))
-            .map_err(failed)?;
-        for (key, value) in [("redirect_dir", "on"), ("metacopy", "on"), ("index", "on")] {
-            ovl.set(key, value).map_err(failed)?;
-        }
-        let mnt = ovl.mount(MountAttrFlags::empty()).map_err(|e| {
-            if e.errno != Errno::BUSY {
-                return failed(e);
-            }
-            // Its upper directory is in use by another overlay mount.
-            let where_ = match mountinfo::find_source_in_any_namespace(&mount::fsname(store, ct)) {
-                Some((pid, at)) => format!(
-                    "it is mounted at {} in the mount namespace of process {pid}",
-                    at.display()
-                ),
-                None => "a lazily unmounted mount of it is still in use".to_string(),
-            };
-            failed(MountError {
-                errno: e.errno,
-                text: format!("{e}; {where_}"),
-            })
-        })?;
+        let mnt = mount_overlay(store, ct, &lower).map_err(failed)?;
         drop(lower); // overlayfs holds the image's mount now
         fsmount::attach(&mnt, mountpoint).map_err(failed)?;
         mount::record_mountpoint(store, ct, mountpoint)
@@ -139,6 +85,66 @@ impl MountBackend for KernelBackend {
     fn stale_at(&self, _p: &Path) -> bool {
         // No daemon can die under a kernel mount.
         false
+    }
+}
+
+/// The container's template image, opened and checked (written again if it
+/// is missing or damaged; see [`image::open_checked`]).
+fn open_image(store: &Store, rec: &ContainerRecord) -> Result<File> {
+    let db = Catalog::open_read_only(store)?;
+    let t = db.resolve(&TemplateRef {
+        name: rec.template.clone(),
+        version: Some(rec.version),
+    })?;
+    let (file, record) = image::open_checked(store, &t, &mut || db.manifest(&t.name, t.version))?;
+    drop(db);
+    if let Some((digest, hash)) = record {
+        Catalog::open(store)?.set_template_image(&t, digest, hash)?;
+    }
+    Ok(file)
+}
+
+/// A detached overlayfs of container `ct`: the mounted image `lower` as
+/// lower layer, `objects/` as data-only layer, its upper and work directories.
+fn mount_overlay(store: &Store, ct: &str, lower: &OwnedFd) -> Result<OwnedFd, MountError> {
+    let private = container::private_dir(store, ct);
+    let ovl = FsContext::open("overlay")?;
+    ovl.set("source", mount::fsname(store, ct))?;
+    ovl.set("lowerdir+", format!("/proc/self/fd/{}", lower.as_raw_fd()))?;
+    ovl.set("datadir+", store.objects_dir()).map_err(|e| match e.errno {
+        Errno::INVAL => MountError {
+            errno: e.errno,
+            text: format!(
+                "overlayfs of this kernel has no data-only lower layers (datadir+, Linux 6.8+): {e}"
+            ),
+        },
+        _ => e,
+    })?;
+    ovl.set("upperdir", upper::upper_dir(&private))?;
+    ovl.set("workdir", upper::work_dir(&private))?;
+    for (key, value) in [("redirect_dir", "on"), ("metacopy", "on"), ("index", "on")] {
+        ovl.set(key, value)?;
+    }
+    ovl.mount(MountAttrFlags::empty())
+        .map_err(|e| match e.errno {
+            Errno::BUSY => explain_busy(store, ct, e),
+            _ => e,
+        })
+}
+
+/// Overlayfs refuses an upper directory that another overlay mount uses: say
+/// which one.
+fn explain_busy(store: &Store, ct: &str, e: MountError) -> MountError {
+    let where_ = match mountinfo::find_source_in_any_namespace(&mount::fsname(store, ct)) {
+        Some((pid, at)) => format!(
+            "it is mounted at {} in the mount namespace of process {pid}",
+            at.display()
+        ),
+        None => "a lazily unmounted mount of it is still in use".to_string(),
+    };
+    MountError {
+        errno: e.errno,
+        text: format!("{e}; {where_}"),
     }
 }
 
