@@ -121,6 +121,16 @@ pub fn prepare_mountpoint(
     rec: &ContainerRecord,
     given: Option<&Path>,
 ) -> Result<PathBuf> {
+    prepare_mountpoint_in(store, rec, given, &mountinfo::mounts())
+}
+
+/// [`prepare_mountpoint`] with the mount table read already.
+fn prepare_mountpoint_in(
+    store: &Store,
+    rec: &ContainerRecord,
+    given: Option<&Path>,
+    mounts: &[(Vec<u8>, PathBuf)],
+) -> Result<PathBuf> {
     let b = backend(rec.backend);
     let mnt = match given {
         Some(p) => std::path::absolute(p).at(p)?,
@@ -139,7 +149,7 @@ pub fn prepare_mountpoint(
         );
         mountinfo::detach(&mnt)?;
     }
-    let mnt = check_mount_point_place(store, &mnt)?;
+    let mnt = check_mount_point_place(store, &mnt, mounts)?;
     let meta = fs::metadata(&mnt).at(&mnt)?;
     if !meta.is_dir() {
         return Err(Error::BadDestination {
@@ -159,10 +169,14 @@ pub fn prepare_mountpoint(
 /// A mount point must not be inside the store (except `root/<name>`) nor
 /// inside a mounted container, whose processes could swap what the path
 /// means (mounts carry suid). Returns the resolved path to mount on.
-fn check_mount_point_place(store: &Store, mnt: &Path) -> Result<PathBuf> {
+fn check_mount_point_place(
+    store: &Store,
+    mnt: &Path,
+    mounts: &[(Vec<u8>, PathBuf)],
+) -> Result<PathBuf> {
     let real = fs::canonicalize(mnt).at(mnt)?;
-    for (source, at) in mountinfo::mounts() {
-        let inside = |p: &Path| p != at && p.starts_with(&at);
+    for (source, at) in mounts {
+        let inside = |p: &Path| p != at && p.starts_with(at);
         if source.starts_with(b"vzstore:") && (inside(mnt) || inside(&real)) {
             return Err(Error::BadDestination {
                 path: mnt.to_path_buf(),
@@ -185,10 +199,19 @@ fn check_mount_point_place(store: &Store, mnt: &Path) -> Result<PathBuf> {
 /// backend its record names; returns the mount point.
 pub fn mount(store: &Store, ct: &str, given: Option<&Path>, opts: MountOptions) -> Result<PathBuf> {
     let rec = record(store, ct)?;
-    if is_mounted(store, &rec)? {
+    // One read of the mount table (it grows with every mounted container).
+    let mounts = mountinfo::mounts();
+    let mounted = match rec.backend {
+        Backend::Kernel => {
+            let ours = fsname(store, ct);
+            mounts.iter().any(|(s, _)| s == ours.as_bytes())
+        }
+        Backend::Fuse => is_mounted(store, &rec)?,
+    };
+    if mounted {
         return Err(Error::AlreadyMounted(ct.to_string()));
     }
-    let mnt = prepare_mountpoint(store, &rec, given)?;
+    let mnt = prepare_mountpoint_in(store, &rec, given, &mounts)?;
     backend(rec.backend).mount(store, &rec, &mnt, opts)?;
     Ok(mnt)
 }

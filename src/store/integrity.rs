@@ -224,6 +224,12 @@ impl ObjectChecker {
         Ok(f)
     }
 
+    /// Remember that a file with content `hash` and this ctime was checked
+    /// (a kernel image, checked by whoever mounts it).
+    pub(crate) fn remember(&self, hash: &Hash, ctime: Ctime) {
+        self.record(hash, ctime);
+    }
+
     fn record(&self, hash: &Hash, ctime: Ctime) {
         let tail = {
             let mut k = self.lock_known();

@@ -58,12 +58,11 @@ impl MountBackend for KernelBackend {
             reason: e.text,
         };
         // Held for the mount's setup only: a destroy or a second mount waits.
+        // A mount that got past the caller's check meanwhile is refused by
+        // overlayfs itself (its upper directory is in use: EBUSY, explained).
         let Some(_lock) = container::try_lock_mount(store, ct)? else {
             return Err(Error::AlreadyMounted(ct.clone()));
         };
-        if self.is_mounted(store, ct)? {
-            return Err(Error::AlreadyMounted(ct.clone()));
-        }
         let image = open_image(store, rec)?;
         let lower = mount_image(&image).map_err(failed)?;
         let mnt = mount_overlay(store, ct, &lower).map_err(failed)?;

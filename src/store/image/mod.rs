@@ -17,6 +17,7 @@ mod erofs;
 use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +28,7 @@ use crate::store::catalog::{Catalog, TemplateRecord};
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::fsutil;
 use crate::store::hash::Hash;
+use crate::store::integrity::ObjectChecker;
 use crate::store::manifest::Manifest;
 use crate::store::objects;
 
@@ -83,7 +85,9 @@ pub fn write(store: &Store, digest: &Hash, bytes: &[u8]) -> Result<PathBuf> {
 
 /// The image of template version `t`, opened and checked: its bytes hash to
 /// what the template record says (the image is mounted through this handle,
-/// so what was checked is what the kernel reads). A missing or damaged image
+/// so what was checked is what the kernel reads). As for objects
+/// (`store::integrity`), a check is remembered by content hash and ctime, so
+/// an image is hashed again only after something changed it. A missing or damaged image
 /// is written again from the manifest (`load` reads it; a damaged one is
 /// logged). For versions recorded before images had hashes, the image is
 /// compared with a fresh rendering; the second value is then the (digest,
@@ -96,8 +100,21 @@ pub fn open_checked(
 ) -> Result<(fs::File, Option<(Hash, Hash)>)> {
     if let (Some(digest), Some(want)) = (t.digest, t.image) {
         let path = path_for(store, &digest);
+        // Hashed already since it last changed (its ctime): no need again.
+        let checker = ObjectChecker::new(store);
+        if let Ok(f) = fs::File::open(&path)
+            && f.metadata()
+                .is_ok_and(|m| checker.still_checked(&f, &want, m.len()))
+        {
+            return Ok((f, None));
+        }
         match open_hashed(&path)? {
-            Some((f, got)) if got == want => return Ok((f, None)),
+            Some((f, got)) if got == want => {
+                if let Ok(m) = f.metadata() {
+                    checker.remember(&want, (m.ctime(), m.ctime_nsec() as u32));
+                }
+                return Ok((f, None));
+            }
             Some(_) => log::warn!(
                 "{}: the kernel image of {} is damaged; writing it again",
                 path.display(),
