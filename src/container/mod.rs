@@ -66,8 +66,8 @@ pub fn create(
         Backend::Fuse => None,
         Backend::Kernel => {
             let m = db.manifest(&t.name, t.version)?;
-            let (_, record) = image::open_checked(store, &t, &mut || Ok(m.clone()))?;
-            if let Some((digest, hash)) = record {
+            let checked = image::open_checked(store, &t, &mut || Ok(m.clone()))?;
+            if let Some((digest, hash)) = checked.record {
                 db.set_template_image(&t, digest, hash)?;
             }
             m.entries.into_iter().next()

@@ -77,6 +77,38 @@ pub fn find_source_in_any_namespace(source: &str) -> Option<(u32, std::path::Pat
     None
 }
 
+/// The super options (last field) of the mount whose source is `source`.
+pub fn options_of(source: &str) -> Option<String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        if unescape(f.get(sep + 2)?) != source.as_bytes() {
+            return None;
+        }
+        let opts = unescape(f.get(sep + 3)?);
+        Some(String::from_utf8_lossy(&opts).into_owned())
+    })
+}
+
+/// Whether any mount's super options contain `needle` (as one option).
+pub fn any_options_contain(needle: &str) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines().any(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            return false;
+        };
+        f.get(sep + 3).is_some_and(|o| {
+            String::from_utf8_lossy(&unescape(o))
+                .split(',')
+                .any(|x| x == needle)
+        })
+    })
+}
+
 /// Every mount of this mount namespace: (source, mount point), in mount
 /// order (a later one is on top of an earlier one at the same point).
 pub fn mounts() -> Vec<(Vec<u8>, std::path::PathBuf)> {

@@ -445,3 +445,32 @@ fn a_kernel_mount_in_another_mount_namespace_is_not_destroyed_under_it() {
     }
     assert!(!store.join("private/c1").exists());
 }
+
+#[test]
+fn containers_of_one_template_share_one_image_mount() {
+    if !require_root("kernel mounts") {
+        return;
+    }
+    let (_t, store, src) = fixture_store();
+    create_kernel(&store, "c1", "fx");
+    create_kernel(&store, "c2", "fx");
+    let erofs_mounts = || {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(" - erofs ") && l.contains(store.to_str().unwrap()))
+            .count()
+    };
+    let m1 = Mounted::new(&store, "c1");
+    let m2 = Mounted::new(&store, "c2");
+    assert_eq!(erofs_mounts(), 1, "one image mount for both");
+    assert_same_tree(&src, &m2.path);
+    m1.umount();
+    assert_eq!(erofs_mounts(), 1, "still used by c2");
+    assert_same_tree(&src, &m2.path);
+    m2.umount();
+    assert_eq!(erofs_mounts(), 0, "released with the last container");
+    let m1 = Mounted::new(&store, "c1");
+    assert_same_tree(&src, &m1.path);
+    m1.umount();
+}

@@ -21,7 +21,7 @@ mod fsmount;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
 use rustix::mount::MountAttrFlags;
@@ -31,8 +31,12 @@ use crate::daemon::mountinfo;
 use crate::mount::{self, MountBackend, MountOptions};
 use crate::store::Store;
 use crate::store::catalog::{Catalog, ContainerRecord};
+use crate::store::error::IoContext;
 use crate::store::error::{Error, Result};
-use crate::store::image;
+use crate::store::fsutil;
+use crate::store::hash::Hash;
+use crate::store::image::{self, CheckedImage};
+use crate::store::lock;
 use crate::store::name::TemplateRef;
 use crate::store::sys;
 use fsmount::{FsContext, MountError};
@@ -64,16 +68,25 @@ impl MountBackend for KernelBackend {
             return Err(Error::AlreadyMounted(ct.clone()));
         };
         let image = open_image(store, rec)?;
-        let lower = mount_image(&image).map_err(failed)?;
-        let mnt = mount_overlay(store, ct, &lower).map_err(failed)?;
-        drop(lower); // overlayfs holds the image's mount now
+        let lower = shared_lower(store, &image)?;
+        let mnt = match mount_overlay(store, ct, &lower) {
+            Ok(m) => m,
+            Err(e) => {
+                release_lower(store, &lower);
+                return Err(failed(e));
+            }
+        };
         fsmount::attach(&mnt, mountpoint).map_err(failed)?;
         mount::record_mountpoint(store, ct, mountpoint)
     }
 
     fn umount(&self, store: &Store, ct: &str, mountpoint: &Path) -> Result<()> {
+        let lower = mountinfo::options_of(&mount::fsname(store, ct)).and_then(|o| lower_of(&o));
         mountinfo::unmount(mountpoint)?;
         mount::clear_mountpoint(store, ct);
+        if let Some(lower) = lower {
+            release_lower(store, &lower);
+        }
         Ok(())
     }
 
@@ -89,27 +102,80 @@ impl MountBackend for KernelBackend {
 
 /// The container's template image, opened and checked (written again if it
 /// is missing or damaged; see [`image::open_checked`]).
-fn open_image(store: &Store, rec: &ContainerRecord) -> Result<File> {
+fn open_image(store: &Store, rec: &ContainerRecord) -> Result<CheckedImage> {
     let db = Catalog::open_read_only(store)?;
     let t = db.resolve(&TemplateRef {
         name: rec.template.clone(),
         version: Some(rec.version),
     })?;
-    let (file, record) = image::open_checked(store, &t, &mut || db.manifest(&t.name, t.version))?;
+    let checked = image::open_checked(store, &t, &mut || db.manifest(&t.name, t.version))?;
     drop(db);
-    if let Some((digest, hash)) = record {
+    if let Some((digest, hash)) = checked.record {
         Catalog::open(store)?.set_template_image(&t, digest, hash)?;
     }
-    Ok(file)
+    Ok(checked)
 }
 
-/// A detached overlayfs of container `ct`: the mounted image `lower` as
+/// `<store>/lower/<digest>`: where a template image is mounted once for all
+/// its kernel containers (they share its inodes and page cache).
+fn lower_dir(store: &Store, digest: &Hash) -> PathBuf {
+    store.root().join("lower").join(digest.to_hex())
+}
+
+/// The image's shared mount, made now if it is not mounted (after a reboot,
+/// or when its last container was unmounted) or if the image was written
+/// again (the old mount serves the old file). Serialized per image.
+fn shared_lower(store: &Store, image: &CheckedImage) -> Result<PathBuf> {
+    let hex = image.digest.to_hex();
+    let _lock = lock::acquire(&store.lock_path(&format!("lower-{}", &hex[..16])))?;
+    let dir = lower_dir(store, &image.digest);
+    let failed = |e: MountError| Error::MountFailed {
+        container: format!("(image {})", dir.display()),
+        reason: e.text,
+    };
+    let mounted = rustix::fs::statfs(&dir).is_ok_and(|s| s.f_type as u32 == EROFS_MAGIC);
+    if mounted && !image.written {
+        return Ok(dir);
+    }
+    if mounted {
+        mountinfo::detach(&dir)?;
+    }
+    let parent = store.root().join("lower");
+    fsutil::create_private_dir(&parent).at(&parent)?;
+    fsutil::create_private_dir(&dir).at(&dir)?;
+    let mnt = mount_image(&image.file).map_err(failed)?;
+    fsmount::attach(&mnt, &dir).map_err(failed)?;
+    Ok(dir)
+}
+
+/// After a container's overlay is gone: unmount its image's shared mount if
+/// no other overlay of this mount namespace uses it (one left behind is
+/// harmless and reused).
+fn release_lower(store: &Store, lower: &Path) {
+    let Some(name) = lower.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let Ok(_lock) =
+        lock::acquire(&store.lock_path(&format!("lower-{}", &name[..16.min(name.len())])))
+    else {
+        return;
+    };
+    let option = format!("lowerdir+={}", lower.display());
+    if mountinfo::any_options_contain(&option) {
+        return;
+    }
+    if mountinfo::detach(lower).is_ok() {
+        let _ = std::fs::remove_dir(lower);
+    }
+}
+
+/// A detached overlayfs of container `ct`: the image mounted at `lower` as
 /// lower layer, `objects/` as data-only layer, its upper and work directories.
-fn mount_overlay(store: &Store, ct: &str, lower: &OwnedFd) -> Result<OwnedFd, MountError> {
+fn mount_overlay(store: &Store, ct: &str, lower: &Path) -> Result<OwnedFd, MountError> {
     let private = container::private_dir(store, ct);
     let ovl = FsContext::open("overlay")?;
     ovl.set("source", mount::fsname(store, ct))?;
-    ovl.set("lowerdir+", format!("/proc/self/fd/{}", lower.as_raw_fd()))?;
+    ovl.set("lowerdir+", lower)?;
     ovl.set("datadir+", store.objects_dir()).map_err(|e| match e.errno {
         Errno::INVAL => MountError {
             errno: e.errno,
@@ -146,6 +212,18 @@ fn explain_busy(store: &Store, ct: &str, e: MountError) -> MountError {
         text: format!("{e}; {where_}"),
     }
 }
+
+/// The `lowerdir+` of an overlay's options, if it is a shared image mount.
+fn lower_of(options: &str) -> Option<PathBuf> {
+    options
+        .split(',')
+        .find_map(|o| o.strip_prefix("lowerdir+="))
+        .map(PathBuf::from)
+        .filter(|p| p.parent().and_then(|d| d.file_name()) == Some("lower".as_ref()))
+}
+
+/// `EROFS_SUPER_MAGIC_V1`, the `f_type` of a mounted EROFS.
+const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
 
 /// A detached, read-only EROFS mount of the checked, open `image`: from the
 /// file itself where the kernel can (6.12+), through a loop device otherwise.

@@ -90,14 +90,23 @@ pub fn write(store: &Store, digest: &Hash, bytes: &[u8]) -> Result<PathBuf> {
 /// an image is hashed again only after something changed it. A missing or damaged image
 /// is written again from the manifest (`load` reads it; a damaged one is
 /// logged). For versions recorded before images had hashes, the image is
-/// compared with a fresh rendering; the second value is then the (digest,
-/// image hash) pair for the caller to record with
-/// [`Catalog::set_template_image`], so that the next mount is quick.
+/// compared with a fresh rendering, and the (digest, image hash) pair is
+/// returned for the caller to record with [`Catalog::set_template_image`], so
+/// that the next mount is quick.
 pub fn open_checked(
     store: &Store,
     t: &TemplateRecord,
     load: &mut dyn FnMut() -> Result<Manifest>,
-) -> Result<(fs::File, Option<(Hash, Hash)>)> {
+) -> Result<CheckedImage> {
+    let opened = |digest: Hash, written: bool, record| -> Result<CheckedImage> {
+        let path = path_for(store, &digest);
+        Ok(CheckedImage {
+            file: fs::File::open(&path).at(&path)?,
+            digest,
+            written,
+            record,
+        })
+    };
     if let (Some(digest), Some(want)) = (t.digest, t.image) {
         let path = path_for(store, &digest);
         // Hashed already since it last changed (its ctime): no need again.
@@ -106,14 +115,24 @@ pub fn open_checked(
             && f.metadata()
                 .is_ok_and(|m| checker.still_checked(&f, &want, m.len()))
         {
-            return Ok((f, None));
+            return Ok(CheckedImage {
+                file: f,
+                digest,
+                written: false,
+                record: None,
+            });
         }
         match open_hashed(&path)? {
             Some((f, got)) if got == want => {
                 if let Ok(m) = f.metadata() {
                     checker.remember(&want, (m.ctime(), m.ctime_nsec() as u32));
                 }
-                return Ok((f, None));
+                return Ok(CheckedImage {
+                    file: f,
+                    digest,
+                    written: false,
+                    record: None,
+                });
             }
             Some(_) => log::warn!(
                 "{}: the kernel image of {} is damaged; writing it again",
@@ -130,7 +149,7 @@ pub fn open_checked(
             );
         }
         write_atomic(store, &path, &bytes)?;
-        return Ok((fs::File::open(&path).at(&path)?, None));
+        return opened(digest, true, None);
     }
     // An older record: render, compare, record.
     let m = load()?;
@@ -138,10 +157,25 @@ pub fn open_checked(
     let path = path_for(store, &digest);
     let bytes = render(store, &m, &t.label())?;
     let want = Hash::of(&bytes);
-    if !matches!(open_hashed(&path)?, Some((_, got)) if got == want) {
+    let same = matches!(open_hashed(&path)?, Some((_, got)) if got == want);
+    if !same {
         write_atomic(store, &path, &bytes)?;
     }
-    Ok((fs::File::open(&path).at(&path)?, Some((digest, want))))
+    opened(digest, !same, Some((digest, want)))
+}
+
+/// An image opened by [`open_checked`].
+pub struct CheckedImage {
+    /// The checked file (mount it through this handle).
+    pub file: fs::File,
+    /// The digest of its manifest (names the image).
+    pub digest: Hash,
+    /// Whether it was written just now (a mount of the file it replaced
+    /// serves the old bytes).
+    pub written: bool,
+    /// (digest, image hash) for the caller to record in the template record
+    /// (templates recorded before images had hashes).
+    pub record: Option<(Hash, Hash)>,
 }
 
 /// Open a file and hash it; `None` if it does not exist.
