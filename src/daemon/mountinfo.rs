@@ -1,49 +1,64 @@
 //! What the kernel has mounted: `/proc/self/mountinfo`, and detaching a mount.
 
+use std::ffi::OsString;
 use std::fs;
-use std::path::Path;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 
 use crate::store::error::{Error, Result};
+
+/// One line of a mountinfo table, unescaped.
+pub struct Mount {
+    pub point: PathBuf,
+    pub fstype: String,
+    pub source: Vec<u8>,
+    /// The super options (`rw,lowerdir+=...`).
+    pub options: String,
+}
+
+/// The mounts of a mountinfo table, in mount order (a later one is on top of
+/// an earlier one at the same point).
+fn parse(info: &str) -> impl Iterator<Item = Mount> + '_ {
+    info.lines().filter_map(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        Some(Mount {
+            point: PathBuf::from(OsString::from_vec(unescape(f.get(4)?))),
+            fstype: (*f.get(sep + 1)?).to_string(),
+            source: unescape(f.get(sep + 2)?),
+            options: String::from_utf8_lossy(&unescape(f.get(sep + 3).unwrap_or(&""))).into_owned(),
+        })
+    })
+}
+
+/// The mounts of this process's mount namespace (none if it cannot be read).
+pub fn table() -> Vec<Mount> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| parse(&info).collect())
+        .unwrap_or_default()
+}
 
 /// Is a file system whose type starts with `fstype` mounted at `p`? Used to find
 /// a dead daemon's FUSE mount ("transport endpoint is not connected"): a stat
 /// cannot tell, the kernel may answer it from its attribute cache.
 pub fn is_mounted_at(p: &Path, fstype: &str) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = p.as_os_str().as_encoded_bytes();
-    info.lines().any(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = f.iter().position(|x| *x == "-") else {
-            return false;
-        };
-        let t = f.get(sep + 1).copied().unwrap_or("");
-        t.starts_with(fstype) && f.get(4).is_some_and(|m| unescape(m) == want)
-    })
+    table()
+        .iter()
+        .any(|m| m.fstype.starts_with(fstype) && m.point == p)
 }
 
 /// The mount point of the (first) mount whose source is `source`.
-pub fn find_source(source: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::ffi::OsStringExt;
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        let sep = f.iter().position(|x| *x == "-")?;
-        if unescape(f.get(sep + 2)?) != source.as_bytes() {
-            return None;
-        }
-        Some(std::path::PathBuf::from(std::ffi::OsString::from_vec(
-            unescape(f.get(4)?),
-        )))
-    })
+pub fn find_source(source: &str) -> Option<PathBuf> {
+    table()
+        .into_iter()
+        .find(|m| m.source == source.as_bytes())
+        .map(|m| m.point)
 }
 
 /// A process whose mount namespace (possibly not ours) has a mount with
 /// source `source`, and where it is mounted there: `(pid, mount point)`.
 /// Each namespace is read once.
-pub fn find_source_in_any_namespace(source: &str) -> Option<(u32, std::path::PathBuf)> {
-    use std::os::unix::ffi::OsStringExt;
+pub fn find_source_in_any_namespace(source: &str) -> Option<(u32, PathBuf)> {
     let mut seen = std::collections::HashSet::new();
     for e in fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -58,82 +73,35 @@ pub fn find_source_in_any_namespace(source: &str) -> Option<(u32, std::path::Pat
         let Ok(info) = fs::read_to_string(format!("/proc/{pid}/mountinfo")) else {
             continue;
         };
-        for line in info.lines() {
-            let f: Vec<&str> = line.split(' ').collect();
-            let Some(sep) = f.iter().position(|x| *x == "-") else {
-                continue;
-            };
-            if f.get(sep + 2)
-                .is_some_and(|s| unescape(s) == source.as_bytes())
-            {
-                let mnt = f.get(4).map(|m| unescape(m)).unwrap_or_default();
-                return Some((
-                    pid,
-                    std::path::PathBuf::from(std::ffi::OsString::from_vec(mnt)),
-                ));
-            }
+        if let Some(m) = parse(&info).find(|m| m.source == source.as_bytes()) {
+            return Some((pid, m.point));
         }
     }
     None
 }
 
-/// The super options (last field) of the mount whose source is `source`.
+/// The super options of the mount whose source is `source`.
 pub fn options_of(source: &str) -> Option<String> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        let sep = f.iter().position(|x| *x == "-")?;
-        if unescape(f.get(sep + 2)?) != source.as_bytes() {
-            return None;
-        }
-        let opts = unescape(f.get(sep + 3)?);
-        Some(String::from_utf8_lossy(&opts).into_owned())
-    })
+    table()
+        .into_iter()
+        .find(|m| m.source == source.as_bytes())
+        .map(|m| m.options)
 }
 
 /// Whether any mount's super options contain `needle` (as one option).
 pub fn any_options_contain(needle: &str) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    info.lines().any(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = f.iter().position(|x| *x == "-") else {
-            return false;
-        };
-        f.get(sep + 3).is_some_and(|o| {
-            String::from_utf8_lossy(&unescape(o))
-                .split(',')
-                .any(|x| x == needle)
-        })
-    })
-}
-
-/// Every mount of this mount namespace: (source, mount point), in mount
-/// order (a later one is on top of an earlier one at the same point).
-pub fn mounts() -> Vec<(Vec<u8>, std::path::PathBuf)> {
-    use std::os::unix::ffi::OsStringExt;
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    info.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            let source = unescape(f.get(sep + 2)?);
-            let mnt = std::path::PathBuf::from(std::ffi::OsString::from_vec(unescape(f.get(4)?)));
-            Some((source, mnt))
-        })
-        .collect()
+    table()
+        .iter()
+        .any(|m| m.options.split(',').any(|x| x == needle))
 }
 
 /// The source of the topmost mount at `p`, if anything is mounted there.
 pub fn top_source_at(p: &Path) -> Option<Vec<u8>> {
-    mounts()
+    table()
         .into_iter()
         .rev()
-        .find(|(_, m)| m == p)
-        .map(|(s, _)| s)
+        .find(|m| m.point == p)
+        .map(|m| m.source)
 }
 
 /// Undo mountinfo's octal escapes (`\040` for a space...).

@@ -121,7 +121,7 @@ pub fn prepare_mountpoint(
     rec: &ContainerRecord,
     given: Option<&Path>,
 ) -> Result<PathBuf> {
-    prepare_mountpoint_in(store, rec, given, &mountinfo::mounts())
+    prepare_mountpoint_in(store, rec, given, &mountinfo::table())
 }
 
 /// [`prepare_mountpoint`] with the mount table read already.
@@ -129,7 +129,7 @@ fn prepare_mountpoint_in(
     store: &Store,
     rec: &ContainerRecord,
     given: Option<&Path>,
-    mounts: &[(Vec<u8>, PathBuf)],
+    mounts: &[mountinfo::Mount],
 ) -> Result<PathBuf> {
     let b = backend(rec.backend);
     let mnt = match given {
@@ -172,12 +172,12 @@ fn prepare_mountpoint_in(
 fn check_mount_point_place(
     store: &Store,
     mnt: &Path,
-    mounts: &[(Vec<u8>, PathBuf)],
+    mounts: &[mountinfo::Mount],
 ) -> Result<PathBuf> {
     let real = fs::canonicalize(mnt).at(mnt)?;
-    for (source, at) in mounts {
-        let inside = |p: &Path| p != at && p.starts_with(at);
-        if source.starts_with(b"vzstore:") && (inside(mnt) || inside(&real)) {
+    for m in mounts {
+        let inside = |p: &Path| p != m.point && p.starts_with(&m.point);
+        if m.source.starts_with(b"vzstore:") && (inside(mnt) || inside(&real)) {
             return Err(Error::BadDestination {
                 path: mnt.to_path_buf(),
                 reason: "is inside a mounted container's root; mount containers outside each other",
@@ -200,11 +200,11 @@ fn check_mount_point_place(
 pub fn mount(store: &Store, ct: &str, given: Option<&Path>, opts: MountOptions) -> Result<PathBuf> {
     let rec = record(store, ct)?;
     // One read of the mount table (it grows with every mounted container).
-    let mounts = mountinfo::mounts();
+    let mounts = mountinfo::table();
     let mounted = match rec.backend {
         Backend::Kernel => {
             let ours = fsname(store, ct);
-            mounts.iter().any(|(s, _)| s == ours.as_bytes())
+            mounts.iter().any(|m| m.source == ours.as_bytes())
         }
         Backend::Fuse => is_mounted(store, &rec)?,
     };

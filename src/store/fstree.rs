@@ -40,6 +40,20 @@ fn is_dir(st: &Stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
 
+/// Open the directory `root` itself (not following a symlink); `None` if
+/// it does not exist.
+fn open_root(root: &Path) -> io::Result<Option<OwnedFd>> {
+    match rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// One entry met by [`walk`].
 pub struct Node<'a> {
     /// Path relative to the walk's root, `/`-separated.
@@ -79,14 +93,8 @@ pub enum Walk {
 /// directory is entered when `visit` says so and it is on `root`'s file
 /// system. A missing `root` is an empty tree.
 pub fn walk(root: &Path, visit: &mut dyn FnMut(&Node<'_>) -> io::Result<Walk>) -> io::Result<()> {
-    let fd = match rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    let Some(fd) = open_root(root)? else {
+        return Ok(());
     };
     let dev = rustix::fs::fstat(&fd)?.st_dev;
     walk_in(&fd, &mut Vec::new(), dev, visit)
@@ -149,14 +157,8 @@ pub fn allocated(root: &Path) -> io::Result<u64> {
 /// mounted file system: a mount point found inside is refused with EBUSY and
 /// its path, before anything below it is touched. A missing `root` is fine.
 pub fn remove(root: &Path) -> io::Result<()> {
-    let fd = match rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    let Some(fd) = open_root(root)? else {
+        return Ok(());
     };
     if let Some(p) = first_mount(&fd, root)? {
         return Err(io::Error::new(
@@ -175,14 +177,9 @@ pub fn remove(root: &Path) -> io::Result<()> {
 /// The first mount point inside the directory `root`, if any (a missing
 /// `root` has none).
 pub fn mount_inside(root: &Path) -> io::Result<Option<PathBuf>> {
-    match rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => first_mount(&fd, root),
-        Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(e.into()),
+    match open_root(root)? {
+        Some(fd) => first_mount(&fd, root),
+        None => Ok(None),
     }
 }
 

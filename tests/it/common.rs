@@ -731,3 +731,22 @@ pub fn debian_root(name: &str, include: Option<&str>, probe: &str) -> PathBuf {
     }
     dir
 }
+
+/// Fill every free block of the file system at `dir` (a file `filler`).
+pub fn fill_up(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::FileExt;
+    let p = dir.join("filler");
+    let f = fs::File::create(&p).unwrap();
+    let mut off = 0u64;
+    for chunk in [1usize << 20, 4096, 1] {
+        let buf = vec![0x5a; chunk];
+        while f
+            .write_all_at(&buf, off)
+            .and_then(|()| f.sync_data())
+            .is_ok()
+        {
+            off += chunk as u64;
+        }
+    }
+    p
+}

@@ -674,24 +674,6 @@ fn kill_ingest_midway() {
     assert_same_tree(&srcs[0], &e);
 }
 
-/// Fill every free block of the file system at `dir` (a file `filler`).
-fn fill_up(dir: &Path) -> PathBuf {
-    let p = dir.join("filler");
-    let f = fs::File::create(&p).unwrap();
-    let mut off = 0u64;
-    for chunk in [1usize << 20, 4096, 1] {
-        let buf = vec![0x5a; chunk];
-        while f
-            .write_all_at(&buf, off)
-            .and_then(|()| f.sync_data())
-            .is_ok()
-        {
-            off += chunk as u64;
-        }
-    }
-    p
-}
-
 /// A completely full disk (filled from outside the container). Unmounting an
 /// unchanged container must work or say why not; a container whose journal
 /// holds changes (its daemon was killed) must still mount.

@@ -317,25 +317,6 @@ fn kill_9_while_an_image_is_written_leaves_a_clean_store() {
     m.umount();
 }
 
-/// Fill every free block of the file system at `dir` from outside.
-fn fill_up(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::FileExt;
-    let p = dir.join("filler");
-    let f = fs::File::create(&p).unwrap();
-    let mut off = 0u64;
-    for chunk in [1usize << 20, 4096, 1] {
-        let buf = vec![0x5a; chunk];
-        while f
-            .write_all_at(&buf, off)
-            .and_then(|()| f.sync_data())
-            .is_ok()
-        {
-            off += chunk as u64;
-        }
-    }
-    p
-}
-
 #[test]
 fn disk_full_in_and_around_a_kernel_container() {
     if !require_root("kernel mounts and loop devices") {
