@@ -16,5 +16,6 @@
 pub mod container;
 pub mod daemon;
 pub mod ingest;
+pub mod lifecycle;
 pub mod mount;
 pub mod store;

@@ -101,6 +101,51 @@ pub enum Command {
         /// Container name.
         name: String,
     },
+    /// Move containers to another template version, keeping their own changes
+    /// (three-way per path; atomic per container; unmounted containers only).
+    Rebase {
+        /// Containers to move (or use --from).
+        names: Vec<String>,
+        /// NAME or NAME@VERSION to move to (latest version when omitted).
+        #[arg(long)]
+        to: String,
+        /// Move every container of this NAME@VERSION (besides those named).
+        #[arg(long)]
+        from: Option<String>,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON (every path updated, kept, re-shared, in conflict).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a container's current root a new version of a template.
+    Commit {
+        /// Container name (unmounted).
+        container: String,
+        /// Template name; an existing name gets its next version.
+        #[arg(long)]
+        name: String,
+        /// Then move the container onto the new version (its private area empties).
+        #[arg(long)]
+        rebase: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Share again the private files of containers whose bytes equal a stored
+    /// object or another container's private file (unmounted containers;
+    /// mounted ones are skipped and listed).
+    Dedup {
+        /// Containers (all when none is named).
+        names: Vec<String>,
+        /// Show what would be shared; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Logical, stored, shared and exclusive bytes per template and for the store.
     Report {
         /// Print JSON instead of a table.

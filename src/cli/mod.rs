@@ -4,6 +4,7 @@
 
 mod args;
 mod container_cmds;
+mod lifecycle_cmds;
 mod output;
 mod store_cmds;
 
@@ -31,6 +32,9 @@ pub fn run() -> Result<ExitCode> {
         | Command::Verify { .. }
         | Command::Gc
         | Command::Report { .. }) => store_cmds::run(&root, c),
+        c @ (Command::Rebase { .. } | Command::Commit { .. } | Command::Dedup { .. }) => {
+            lifecycle_cmds::run(&root, c)
+        }
         c => container_cmds::run(&root, c),
     }
 }

@@ -246,3 +246,57 @@ mod tests {
         assert_eq!(super::utc(-86_400), "1969-12-31 00:00");
     }
 }
+
+/// One container's rebase.
+pub fn rebase(o: &vzstore::lifecycle::rebase::RebaseOutcome) {
+    let verb = if o.dry_run { "would move" } else { "moved" };
+    if o.unchanged {
+        println!("{}: already on {}", o.container, o.to);
+        return;
+    }
+    let p = &o.paths;
+    println!(
+        "{}: {verb} {} -> {}: {} paths updated, {} kept, {} re-shared, {} in conflict; private: {} files, {}",
+        o.container,
+        o.from,
+        o.to,
+        p.updated.len(),
+        p.kept.len(),
+        p.reshared.len(),
+        p.conflicts.len(),
+        o.private_files,
+        HumanBytes(o.private_bytes)
+    );
+    for c in &p.conflicts {
+        println!(
+            "  conflict {}: {} (the container's version stays)",
+            c.path, c.reason
+        );
+    }
+}
+
+/// A dedup run.
+pub fn dedup(s: &vzstore::lifecycle::dedup::DedupSummary, dry_run: bool) {
+    let verb = if dry_run { "would share" } else { "shared" };
+    for c in &s.containers {
+        match &c.skipped {
+            Some(why) => println!("{}: skipped ({why})", c.container),
+            None => println!(
+                "{}: {verb} {} files ({}) again; private: {} files, {} (was {} files, {})",
+                c.container,
+                c.shared_again_files,
+                HumanBytes(c.shared_again_bytes),
+                c.private_files_after,
+                HumanBytes(c.private_bytes_after),
+                c.private_files_before,
+                HumanBytes(c.private_bytes_before)
+            ),
+        }
+    }
+    println!(
+        "{} new objects ({}), {:.2} s",
+        s.new_objects,
+        HumanBytes(s.new_object_bytes),
+        s.seconds
+    );
+}

@@ -13,10 +13,15 @@ pub(crate) mod base;
 pub mod error;
 pub mod inode;
 pub mod journal;
+pub mod pending;
+pub mod restate;
 pub(crate) mod table;
 pub mod tree;
 pub mod upper;
+pub mod upper_view;
+pub mod upper_write;
 pub mod usage;
+pub mod view;
 
 use std::collections::HashSet;
 use std::fs::{self, File};

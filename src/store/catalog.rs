@@ -282,10 +282,38 @@ impl Catalog {
         self.write(batch)
     }
 
-    /// Remove a container record.
+    /// Remove a container record (and its object references).
     pub fn remove_container(&self, name: &str) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.delete([b"c/", name.as_bytes()].concat());
+        batch.delete(refs_key(name));
+        self.write(batch)
+    }
+
+    /// Objects a container refers to beyond its base template's (files it
+    /// kept across a rebase, files dedup made shared): gc roots like manifests.
+    pub fn container_refs(&self, name: &str) -> Result<Vec<Hash>> {
+        let key = refs_key(name);
+        let raw = self.db.get(&key).map_err(|e| self.db_err(e))?;
+        Ok(raw.map(|v| decode_refs(&v)).unwrap_or_default())
+    }
+
+    /// Switch a container to another base, with the objects it refers to
+    /// beyond that base, in one synced batch (the commit point of a rebase).
+    pub fn rebase_container(&self, rec: &ContainerRecord, refs: &[Hash]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put([b"c/", rec.name.as_bytes()].concat(), rec.encode());
+        batch.put(refs_key(&rec.name), encode_refs(refs));
+        self.write(batch)
+    }
+
+    /// Add objects to what a container refers to (dedup, before the container
+    /// itself refers to them).
+    pub fn add_container_refs(&self, name: &str, more: &[Hash]) -> Result<()> {
+        let mut refs = self.container_refs(name)?;
+        refs.extend_from_slice(more);
+        let mut batch = WriteBatch::default();
+        batch.put(refs_key(name), encode_refs(&refs));
         self.write(batch)
     }
 
@@ -302,17 +330,61 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Every object hash that a committed template references. Containers only
-    /// reference objects of their base template, which cannot be removed while a
-    /// container uses it, so templates are the complete set of roots.
+    /// Every object hash that a committed template or a container references:
+    /// the manifests (a container's base cannot be removed while it uses it),
+    /// and each container's references beyond its base.
     pub fn referenced_objects(&self) -> Result<std::collections::HashSet<Hash>> {
         let mut out = std::collections::HashSet::new();
         for t in self.templates()? {
             let m = self.manifest(&t.name, t.version)?;
             out.extend(m.objects().map(|(h, _)| h));
         }
+        for (_, refs) in self.all_container_refs()? {
+            out.extend(refs);
+        }
         Ok(out)
     }
+
+    /// Every container's references beyond its base: (container, hashes).
+    pub fn all_container_refs(&self) -> Result<Vec<(String, Vec<Hash>)>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(b"r/", Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            if !k.starts_with(b"r/") {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[2..]).into_owned(),
+                decode_refs(&v),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+fn refs_key(name: &str) -> Vec<u8> {
+    [b"r/", name.as_bytes()].concat()
+}
+
+/// References: 32-byte hashes, sorted and unique, concatenated.
+fn encode_refs(refs: &[Hash]) -> Vec<u8> {
+    let mut v = refs.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v.iter().flat_map(|h| h.0).collect()
+}
+
+fn decode_refs(raw: &[u8]) -> Vec<Hash> {
+    raw.chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            Hash(h)
+        })
+        .collect()
 }
 
 fn stat_key(dev: u64, ino: u64) -> Vec<u8> {

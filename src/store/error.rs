@@ -82,6 +82,14 @@ pub enum Error {
     /// The container is mounted and the operation needs it unmounted.
     #[error("container {0} is mounted; unmount it first or use --force")]
     Mounted(String),
+    /// The container is mounted and the operation is not done on mounted ones.
+    #[error(
+        "container {container} is mounted; {what} needs it unmounted (vzstore umount {container})"
+    )]
+    MountedRefused {
+        container: String,
+        what: &'static str,
+    },
     /// A second mount of a mounted container.
     #[error("container {0} is already mounted")]
     AlreadyMounted(String),

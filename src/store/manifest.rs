@@ -90,6 +90,17 @@ pub struct Entry {
     pub link_group: u32,
 }
 
+/// A path's parent and last name; `None` for the root (the empty path).
+pub fn split_path(path: &[u8]) -> Option<(&[u8], &[u8])> {
+    if path.is_empty() {
+        return None;
+    }
+    Some(match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&b""[..], path),
+    })
+}
+
 impl Entry {
     /// Bytes of file content this entry describes (0 for non-files).
     pub fn file_bytes(&self) -> u64 {

@@ -39,6 +39,53 @@ use crate::store::error::IoContext;
 use crate::store::integrity::ObjectChecker;
 use crate::store::manifest::{Kind, Manifest};
 
+/// Apply one record to an inode table: the one meaning of a record, for the
+/// live tree and for read-only views ([`crate::container::view`]). Returns the
+/// inode the record changed, if any.
+pub(crate) fn apply_record(
+    nodes: &mut NodeTable<Node>,
+    next_ino: &mut Ino,
+    r: Record,
+) -> Option<Ino> {
+    match r {
+        Record::Inode(ino, attrs) => {
+            match nodes.get_mut(&ino) {
+                Some(n) => n.attrs = attrs,
+                None => {
+                    nodes.insert(ino, Node::new(attrs));
+                }
+            }
+            Some(ino)
+        }
+        Record::Children(ino, children) => {
+            if let Some(n) = nodes.get_mut(&ino) {
+                n.children = children;
+            }
+            Some(ino)
+        }
+        Record::Add(dir, name, ino) => {
+            if let Some(n) = nodes.get_mut(&dir) {
+                n.children.insert(name, ino);
+            }
+            Some(dir)
+        }
+        Record::Remove(dir, name) => {
+            if let Some(n) = nodes.get_mut(&dir) {
+                n.children.remove(&name);
+            }
+            Some(dir)
+        }
+        Record::Drop(ino) => {
+            nodes.remove(&ino);
+            Some(ino)
+        }
+        Record::NextIno(n) => {
+            *next_ino = (*next_ino).max(n);
+            None
+        }
+    }
+}
+
 /// Compact the journal once it grows beyond this.
 const COMPACT_AT: u64 = 64 << 20;
 
@@ -106,39 +153,8 @@ impl Tree {
 
     /// Apply one record to the live tree (at load, and after it is journaled).
     fn apply(&mut self, r: Record) {
-        match r {
-            Record::Inode(ino, attrs) => {
-                self.dirty.insert(ino);
-                match self.nodes.get_mut(&ino) {
-                    Some(n) => n.attrs = attrs,
-                    None => {
-                        self.nodes.insert(ino, Node::new(attrs));
-                    }
-                }
-            }
-            Record::Children(ino, children) => {
-                self.dirty.insert(ino);
-                if let Some(n) = self.nodes.get_mut(&ino) {
-                    n.children = children;
-                }
-            }
-            Record::Add(dir, name, ino) => {
-                self.dirty.insert(dir);
-                if let Some(n) = self.nodes.get_mut(&dir) {
-                    n.children.insert(name, ino);
-                }
-            }
-            Record::Remove(dir, name) => {
-                self.dirty.insert(dir);
-                if let Some(n) = self.nodes.get_mut(&dir) {
-                    n.children.remove(&name);
-                }
-            }
-            Record::Drop(ino) => {
-                self.dirty.insert(ino);
-                self.nodes.remove(&ino);
-            }
-            Record::NextIno(n) => self.next_ino = self.next_ino.max(n),
+        if let Some(ino) = apply_record(&mut self.nodes, &mut self.next_ino, r) {
+            self.dirty.insert(ino);
         }
     }
 
