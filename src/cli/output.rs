@@ -236,17 +236,6 @@ pub fn containers(st: &vzstore::store::Store, list: &[ContainerRecord]) -> anyho
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00");
-        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00");
-        assert_eq!(super::utc(1_795_809_900), "2026-11-27 20:05"); // date -u -d @1795809900
-        assert_eq!(super::utc(-86_400), "1969-12-31 00:00");
-    }
-}
-
 /// One container's rebase.
 pub fn rebase(o: &vzstore::lifecycle::rebase::RebaseOutcome) {
     let verb = if o.dry_run { "would move" } else { "moved" };
@@ -299,4 +288,15 @@ pub fn dedup(s: &vzstore::lifecycle::dedup::DedupSummary, dry_run: bool) {
         HumanBytes(s.new_object_bytes),
         s.seconds
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00");
+        assert_eq!(super::utc(1_795_809_900), "2026-11-27 20:05"); // date -u -d @1795809900
+        assert_eq!(super::utc(-86_400), "1969-12-31 00:00");
+    }
 }

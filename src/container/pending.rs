@@ -103,6 +103,8 @@ fn install(private: &Path, next: &Path) -> Result<()> {
         } else {
             fs::rename(&from, &to).at(&to)?;
         }
+        // Test builds: stop between two moves, as a crash would.
+        fsutil::failpoint_io("settle-move").at(&to)?;
     }
     fsutil::sync_dir(private).at(private)?;
     fstree::remove(next).at(next)?;

@@ -127,48 +127,65 @@ pub fn dedup(
         .zip(&hashed)
         .map(|(f, (h, _))| (f.path.clone(), *h))
         .collect();
+    // A kernel container can only point at bytes its image has at the same
+    // path (overlayfs: one upper inode per template inode; see upper_write).
+    let same_path = |f: &PrivateFile, h: &Hash| -> bool {
+        let held = &held[f.ct];
+        let path = &held.view.entries[f.entry].entry.path;
+        held.base
+            .entries
+            .binary_search_by(|e| e.path.as_slice().cmp(path))
+            .ok()
+            .map(|i| &held.base.entries[i])
+            .is_some_and(|b| b.hash == Some(*h) && b.link_group == 0)
+    };
+    let is_fuse = |f: &PrivateFile| held[f.ct].rec.backend == Backend::Fuse;
+    // Contents held by FUSE containers, counted per inode.
     let mut holders: HashMap<Hash, usize> = HashMap::new();
-    for (h, _) in &hashed {
-        *holders.entry(*h).or_default() += 1;
+    for (f, (h, _)) in files.iter().zip(&hashed) {
+        if is_fuse(f) {
+            *holders.entry(*h).or_default() += 1;
+        }
     }
     let session = Session::begin(store)?;
     let sink = ObjectSink::new(&session, &NoProgress);
-    // Which hashes become (or are) objects; new ones are staged once.
-    let mut shareable: HashMap<Hash, bool> = HashMap::new();
-    let bases: Vec<HashSet<Hash>> = held
-        .iter()
-        .map(|h| h.base.objects().map(|(x, _)| x).collect())
-        .collect();
+    // Which contents are (or become) objects; new ones are staged once.
+    let mut stored: HashMap<Hash, bool> = HashMap::new();
     for (f, (h, size)) in files.iter().zip(&hashed) {
-        if shareable.contains_key(h) {
+        if !is_fuse(f) || stored.contains_key(h) {
             continue;
         }
-        let ok = if held[f.ct].rec.backend == Backend::Kernel && bases[f.ct].contains(h) {
+        let ok = if session.pin_and_check(h, *size)? {
             true
-        } else if session.pin_and_check(h, *size)? {
-            true
-        } else if holders[h] >= 2 && !dry_run {
-            let file = File::open(&f.path).at(&f.path)?;
-            let segs = fsutil::data_segments(&file, *size).at(&f.path)?;
-            sink.store_file(&f.path, &file, &segs, *size, *h)?;
+        } else if holders[h] >= 2 {
+            if !dry_run {
+                let file = File::open(&f.path).at(&f.path)?;
+                let segs = fsutil::data_segments(&file, *size).at(&f.path)?;
+                sink.store_file(&f.path, &file, &segs, *size, *h)?;
+            }
             true
         } else {
-            holders[h] >= 2
+            false
         };
-        shareable.insert(*h, ok);
+        stored.insert(*h, ok);
     }
     if !dry_run {
         session.publish()?;
+        fsutil::failpoint_io("dedup-published").at(store.root())?;
     }
     let counts = sink.counts();
     sum.new_objects = counts.new_objects;
     sum.new_object_bytes = counts.new_bytes;
-    // Per container: which entries become shared.
-    let mut per_ct: Vec<HashMap<usize, Hash>> = vec![HashMap::new(); held.len()];
+    // Per container: which inodes become shared.
+    let mut per_ct: Vec<HashMap<u64, Hash>> = vec![HashMap::new(); held.len()];
     for (f, (h, _)) in files.iter().zip(&hashed) {
-        let kernel_ok = held[f.ct].rec.backend == Backend::Fuse || bases[f.ct].contains(h);
-        if shareable.get(h).copied().unwrap_or(false) && kernel_ok {
-            per_ct[f.ct].insert(held[f.ct].view.entries[f.entry].inode as usize, *h);
+        let ok = if is_fuse(f) {
+            stored.get(h).copied().unwrap_or(false)
+        } else {
+            same_path(f, h)
+        };
+        if ok {
+            per_ct[f.ct].insert(held[f.ct].view.entries[f.entry].inode, *h);
         }
     }
     if !dry_run {
@@ -176,7 +193,7 @@ pub fn dedup(
         let db = Catalog::open(store)?;
         for (h, by_inode) in held.iter().zip(&per_ct) {
             let more: Vec<Hash> = by_inode.values().copied().collect();
-            if !more.is_empty() {
+            if !more.is_empty() && h.rec.backend == Backend::Fuse {
                 db.add_container_refs(&h.rec.name, &more)?;
             }
         }
@@ -187,7 +204,7 @@ pub fn dedup(
         let mut again = (0, 0);
         let mut done = HashSet::new();
         for e in &mut after.entries {
-            if let Some(&hash) = by_inode.get(&(e.inode as usize)) {
+            if let Some(&hash) = by_inode.get(&e.inode) {
                 if done.insert(e.inode) {
                     again.0 += 1;
                     again.1 += e.entry.size;

@@ -13,6 +13,7 @@ mod faults;
 mod integrity;
 mod kernel_backend;
 mod kernel_image;
+mod lifecycle;
 mod mount_places;
 mod regressions;
 mod security;

@@ -115,6 +115,11 @@ fn serve_inner(
     ready: &mut bool,
 ) -> Result<()> {
     let t0 = Instant::now();
+    // The lock first: a rebase holds it while it switches the base, so the
+    // record read next is the one the private area belongs to.
+    let Some(_lock) = container::try_lock_mount(store, ct)? else {
+        return Err(Error::AlreadyMounted(ct.to_string()));
+    };
     let (rec, manifest) = {
         let db = Catalog::open_read_only(store)?;
         let rec = db
@@ -141,9 +146,8 @@ fn serve_inner(
         });
     }
     log::info!("manifest read: {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
-    let Some(_lock) = container::try_lock_mount(store, ct)? else {
-        return Err(Error::AlreadyMounted(ct.to_string()));
-    };
+    // A rebase or dedup that died after its commit is finished first.
+    container::pending::settle(&container::private_dir(store, ct), &rec)?;
     let mnt = mount::prepare_mountpoint(store, &rec, mountpoint)?;
     let checker = Arc::new(ObjectChecker::new(store));
     let tree = Tree::load(

@@ -67,6 +67,12 @@ impl MountBackend for KernelBackend {
         let Some(_lock) = container::try_lock_mount(store, ct)? else {
             return Err(Error::AlreadyMounted(ct.clone()));
         };
+        // Read again under the lock: a rebase may have switched the base, and
+        // one that died after its commit is finished first.
+        let rec = &Catalog::open_read_only(store)?
+            .container(ct)?
+            .ok_or_else(|| Error::ContainerNotFound(ct.clone()))?;
+        container::pending::settle(&container::private_dir(store, ct), rec)?;
         let image = open_image(store, rec)?;
         let lower = shared_lower(store, &image)?;
         let mnt = match mount_overlay(store, ct, &lower) {

@@ -1,0 +1,746 @@
+//! The template lifecycle (issue 10): rebase, commit, dedup, on both backends,
+//! judged on the mounted view.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// A tiny deterministic generator (the seed is printed with any failure).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len() as u64) as usize]
+    }
+}
+
+fn write_file(p: &Path, data: &[u8], mode: u32) {
+    fs::write(p, data).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Files and directories under `root` (relative, sorted), dirs first.
+fn listing(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in fs::read_dir(root.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(r.clone());
+                stack.push(r);
+            } else {
+                files.push(r);
+            }
+        }
+    }
+    dirs.sort();
+    files.sort();
+    (dirs, files)
+}
+
+/// A random old base: a few directories, files of sizes around the inline
+/// limit and larger, a symlink, a hardlink pair.
+fn old_tree(root: &Path, rng: &mut Rng) {
+    for d in ["etc", "usr/bin", "usr/lib", "var/log", "srv/a/b"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let dirs = [
+        "etc", "usr/bin", "usr/lib", "var/log", "srv/a", "srv/a/b", "",
+    ];
+    for i in 0..14 {
+        let d = rng.pick(&dirs);
+        let size = *rng.pick(&[0usize, 10, 64, 65, 3000, 70_000]);
+        write_file(
+            &root.join(d).join(format!("f{i}")),
+            &noise(rng.next(), size),
+            0o644,
+        );
+    }
+    std::os::unix::fs::symlink("../etc/f0", root.join("usr/link")).unwrap();
+    write_file(&root.join("usr/lib/hl1"), &noise(rng.next(), 5000), 0o755);
+    fs::hard_link(root.join("usr/lib/hl1"), root.join("usr/lib/hl2")).unwrap();
+}
+
+/// The new base: the old one with random updates, removals and additions.
+fn new_tree(root: &Path, rng: &mut Rng) {
+    let (dirs, files) = listing(root);
+    for f in &files {
+        let p = root.join(f);
+        if fs::symlink_metadata(&p).unwrap().file_type().is_symlink() {
+            continue;
+        }
+        match rng.below(6) {
+            0 => write_file(&p, &noise(rng.next(), 4000), 0o644),
+            1 => fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap(),
+            2 => fs::remove_file(&p).unwrap(),
+            _ => {}
+        }
+    }
+    for i in 0..4 {
+        let d = root.join(rng.pick(&dirs));
+        if d.exists() {
+            write_file(&d.join(format!("new{i}")), &noise(rng.next(), 2000), 0o644);
+        }
+    }
+    if rng.below(3) == 0 {
+        fs::remove_dir_all(root.join("srv/a/b")).unwrap();
+    }
+    fs::create_dir_all(root.join("opt/new")).unwrap();
+    write_file(&root.join("opt/new/tool"), &noise(rng.next(), 9000), 0o755);
+}
+
+/// Random changes made through the mounted container.
+fn change_container(root: &Path, rng: &mut Rng) {
+    let (dirs, files) = listing(root);
+    for f in &files {
+        let p = root.join(f);
+        if fs::symlink_metadata(&p).unwrap().file_type().is_symlink() {
+            continue;
+        }
+        match rng.below(9) {
+            0 => write_file(&p, &noise(rng.next(), 1500), 0o644),
+            1 => fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap(),
+            2 => fs::remove_file(&p).unwrap(),
+            3 => {
+                let to = p.with_file_name(format!(
+                    "{}-moved",
+                    p.file_name().unwrap().to_string_lossy()
+                ));
+                fs::rename(&p, &to).unwrap();
+            }
+            _ => {}
+        }
+    }
+    for i in 0..3 {
+        let d = root.join(rng.pick(&dirs));
+        if d.is_dir() {
+            write_file(&d.join(format!("own{i}")), &noise(rng.next(), 800), 0o600);
+        }
+    }
+    fs::create_dir_all(root.join("home/user")).unwrap();
+    write_file(&root.join("home/user/notes"), b"mine\n", 0o600);
+    if rng.below(3) == 0 && root.join("srv/a").exists() {
+        fs::remove_dir_all(root.join("srv/a")).unwrap();
+    }
+    if rng.below(3) == 0 && root.join("var/log").exists() {
+        write_file(&root.join("var/log/own.log"), b"log\n", 0o644);
+    }
+}
+
+/// A snapshot without directory mtimes (they follow from the entries) and
+/// without hardlink leaders of single names.
+fn view(root: &Path) -> BTreeMap<Vec<u8>, Snap> {
+    let mut s = snapshot(root);
+    for v in s.values_mut() {
+        if v.kind == "dir" {
+            v.mtime = (0, 0);
+            v.size = 0;
+        }
+    }
+    s
+}
+
+/// The three-way rule of the issue, on snapshots: a path the container never
+/// changed shows the new base; a changed one keeps the container's version
+/// (or the new base's, when equal: the same). The container's entries keep
+/// their directories; a base entry whose directory the container removed
+/// stays absent.
+fn expected(
+    o: &BTreeMap<Vec<u8>, Snap>,
+    n: &BTreeMap<Vec<u8>, Snap>,
+    c: &BTreeMap<Vec<u8>, Snap>,
+) -> BTreeMap<Vec<u8>, Snap> {
+    let mut keys: Vec<&Vec<u8>> = o.keys().chain(n.keys()).chain(c.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut want: BTreeMap<Vec<u8>, (Snap, bool)> = BTreeMap::new();
+    // A hardlink leader moves when another name goes: not a change of this path.
+    let bare = |s: Option<&Snap>| {
+        s.map(|s| {
+            let mut s = s.clone();
+            s.link_leader = None;
+            s
+        })
+    };
+    for k in keys {
+        let changed = bare(c.get(k)) != bare(o.get(k));
+        let (pick, own) = if changed {
+            (c.get(k), c.get(k) != n.get(k))
+        } else {
+            (n.get(k), false)
+        };
+        if let Some(s) = pick {
+            want.insert(k.clone(), (s.clone(), own));
+        }
+    }
+    let parent = |k: &[u8]| -> Option<Vec<u8>> {
+        if k.is_empty() {
+            None
+        } else {
+            Some(
+                k.iter()
+                    .rposition(|&b| b == b'/')
+                    .map_or(Vec::new(), |i| k[..i].to_vec()),
+            )
+        }
+    };
+    let own: Vec<Vec<u8>> = want
+        .iter()
+        .filter(|(_, (_, o))| *o)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in own {
+        let mut a = parent(&k);
+        while let Some(p) = a {
+            if want.get(&p).is_some_and(|(s, _)| s.kind == "dir") {
+                break;
+            }
+            if let Some(s) = c.get(&p) {
+                want.insert(p.clone(), (s.clone(), true));
+            }
+            a = parent(&p);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (k, (s, _)) in want {
+        match parent(&k) {
+            Some(p) if out.get(&p).is_none_or(|s: &Snap| s.kind != "dir") => {}
+            _ => {
+                out.insert(k, s);
+            }
+        }
+    }
+    out
+}
+
+/// Leaders of hardlink groups are the first name in walk order: compare
+/// groups by their member sets instead.
+fn same_view(label: &str, got: &BTreeMap<Vec<u8>, Snap>, want: &BTreeMap<Vec<u8>, Snap>) {
+    let strip = |m: &BTreeMap<Vec<u8>, Snap>| -> BTreeMap<Vec<u8>, Snap> {
+        m.iter()
+            .map(|(k, v)| {
+                let mut v = v.clone();
+                v.link_leader = None;
+                (k.clone(), v)
+            })
+            .collect()
+    };
+    let (g, w) = (strip(got), strip(want));
+    for (k, v) in &w {
+        match g.get(k) {
+            None => panic!("{label}: {:?} missing", String::from_utf8_lossy(k)),
+            Some(gv) => assert_eq!(gv, v, "{label}: {:?} differs", String::from_utf8_lossy(k)),
+        }
+    }
+    for k in g.keys() {
+        assert!(
+            w.contains_key(k),
+            "{label}: unexpected {:?}",
+            String::from_utf8_lossy(k)
+        );
+    }
+}
+
+/// Property: random old and new bases and random container changes; the
+/// mounted view after a rebase is the three-way result, and again after a
+/// remount.
+fn rebase_matches_the_three_way_model(b: Backend) {
+    if !require_root("mounts") {
+        return;
+    }
+    for seed in 1..=6u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let (t, store) = new_store();
+        let old = t.path().join("old");
+        let new = t.path().join("new");
+        old_tree(&old, &mut rng);
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(&old)
+            .arg(&new)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        new_tree(&new, &mut rng);
+        vz_ok(&store, &["ingest", old.to_str().unwrap(), "--name", "t"]);
+        vz_ok(&store, &["ingest", new.to_str().unwrap(), "--name", "t"]);
+        vz_ok(
+            &store,
+            &["create", "c", "--template", "t@1", "--backend", b.name()],
+        );
+        let m = Mounted::new(&store, "c");
+        let o = view(&m.path);
+        change_container(&m.path, &mut rng);
+        let c = view(&m.path);
+        m.umount();
+        // The new base as a container of it shows it.
+        vz_ok(
+            &store,
+            &[
+                "create",
+                "plain",
+                "--template",
+                "t@2",
+                "--backend",
+                b.name(),
+            ],
+        );
+        let m = Mounted::new(&store, "plain");
+        let n = view(&m.path);
+        m.umount();
+        let want = expected(&o, &n, &c);
+        let dry = vz_ok(
+            &store,
+            &["rebase", "c", "--to", "t@2", "--dry-run", "--json"],
+        );
+        assert!(dry.contains("\"dry_run\": true"), "{dry}");
+        let m = Mounted::new(&store, "c");
+        same_view(
+            &format!("seed {seed}: after the dry run"),
+            &view(&m.path),
+            &c,
+        );
+        m.umount();
+        vz_ok(&store, &["rebase", "c", "--to", "t@2"]);
+        let m = Mounted::new(&store, "c");
+        same_view(
+            &format!("seed {seed}: after the rebase"),
+            &view(&m.path),
+            &want,
+        );
+        m.umount();
+        let m = Mounted::new(&store, "c");
+        same_view(
+            &format!("seed {seed}: after a remount"),
+            &view(&m.path),
+            &want,
+        );
+        m.umount();
+        // The old version can go: the container keeps what it still uses.
+        vz_ok(&store, &["templates", "rm", "t@1"]);
+        vz_ok(&store, &["gc"]);
+        let m = Mounted::new(&store, "c");
+        same_view(&format!("seed {seed}: after gc"), &view(&m.path), &want);
+        m.umount();
+        let v = vz_ok(&store, &["verify"]);
+        assert!(v.contains("clean"), "seed {seed}: {v}");
+    }
+}
+both_backends!(rebase_matches_the_three_way_model);
+
+/// A fixed scenario: what is updated, kept, re-shared and in conflict is listed
+/// (text and JSON), and a mounted container is refused by name.
+fn rebase_lists_what_happened_and_refuses_mounted(b: Backend) {
+    if !require_root("mounts") {
+        return;
+    }
+    let (t, store) = new_store();
+    let v1 = t.path().join("v1");
+    fs::create_dir_all(v1.join("etc")).unwrap();
+    write_file(&v1.join("etc/conf"), b"one\n", 0o644);
+    write_file(&v1.join("etc/same"), &noise(7, 5000), 0o644);
+    write_file(&v1.join("etc/untouched"), &noise(8, 5000), 0o644);
+    let v2 = t.path().join("v2");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&v1)
+            .arg(&v2)
+            .status()
+            .unwrap()
+            .success()
+    );
+    write_file(&v2.join("etc/conf"), b"two\n", 0o644);
+    write_file(&v2.join("etc/same"), &noise(9, 5000), 0o644);
+    write_file(&v2.join("etc/untouched"), &noise(10, 6000), 0o644);
+    set_mtime(&v2.join("etc/same"), 1_700_000_000, 0);
+    vz_ok(&store, &["ingest", v1.to_str().unwrap(), "--name", "t"]);
+    vz_ok(&store, &["ingest", v2.to_str().unwrap(), "--name", "t"]);
+    vz_ok(
+        &store,
+        &["create", "c", "--template", "t@1", "--backend", b.name()],
+    );
+    let m = Mounted::new(&store, "c");
+    write_file(&m.path.join("etc/conf"), b"mine\n", 0o644);
+    write_file(&m.path.join("etc/same"), &noise(9, 5000), 0o644);
+    set_mtime(&m.path.join("etc/same"), 1_700_000_000, 0);
+    write_file(&m.path.join("etc/own"), b"own\n", 0o644);
+    let err = vz_err(&store, &["rebase", "c", "--to", "t@2"]);
+    assert!(err.contains("container c is mounted"), "{err}");
+    m.umount();
+    let out = vz_ok(&store, &["rebase", "c", "--to", "t@2", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &j[0];
+    let list = |k: &str| -> Vec<String> {
+        row[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list("updated"), vec!["/etc/untouched".to_string()], "{out}");
+    assert!(list("reshared").contains(&"/etc/same".to_string()), "{out}");
+    assert!(list("kept").contains(&"/etc/own".to_string()), "{out}");
+    let conflicts = row["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{out}");
+    assert_eq!(conflicts[0]["path"], "/etc/conf");
+    let m = Mounted::new(&store, "c");
+    assert_eq!(fs::read(m.path.join("etc/conf")).unwrap(), b"mine\n");
+    assert_eq!(fs::read(m.path.join("etc/same")).unwrap(), noise(9, 5000));
+    assert_eq!(
+        fs::read(m.path.join("etc/untouched")).unwrap(),
+        noise(10, 6000)
+    );
+    m.umount();
+}
+both_backends!(rebase_lists_what_happened_and_refuses_mounted);
+
+/// Kill -9 at each step of a rebase (and at random moments): the container is
+/// wholly on the old base or wholly on the new one, and verify is clean.
+fn rebase_killed_anywhere_is_all_or_nothing(b: Backend) {
+    if !require_root("mounts") || !require_failpoints() {
+        return;
+    }
+    let (t, store) = new_store();
+    let mut rng = Rng(77);
+    let old = t.path().join("old");
+    let new = t.path().join("new");
+    old_tree(&old, &mut rng);
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&old)
+            .arg(&new)
+            .status()
+            .unwrap()
+            .success()
+    );
+    new_tree(&new, &mut rng);
+    vz_ok(&store, &["ingest", old.to_str().unwrap(), "--name", "t"]);
+    vz_ok(&store, &["ingest", new.to_str().unwrap(), "--name", "t"]);
+    // The two bases as containers show them.
+    let base_view = |v: &str| {
+        let ct = format!("plain{}", v.replace('@', "-"));
+        vz_ok(
+            &store,
+            &["create", &ct, "--template", v, "--backend", b.name()],
+        );
+        let m = Mounted::new(&store, &ct);
+        let s = view(&m.path);
+        m.umount();
+        s
+    };
+    let (o, n) = (base_view("t@1"), base_view("t@2"));
+    let cases: Vec<Option<&str>> = vec![
+        Some("rebase-written=sleep(3000)"),
+        Some("rebase-committed=sleep(3000)"),
+        Some("settle-move=sleep(3000)"),
+        None,
+        None,
+        None,
+    ];
+    for (i, fp) in cases.into_iter().enumerate() {
+        let ct = format!("c{i}");
+        vz_ok(
+            &store,
+            &["create", &ct, "--template", "t@1", "--backend", b.name()],
+        );
+        let m = Mounted::new(&store, &ct);
+        let mut r = Rng(1000 + i as u64);
+        change_container(&m.path, &mut r);
+        let before = view(&m.path);
+        m.umount();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--store")
+            .arg(&store)
+            .args(["rebase", &ct, "--to", "t@2"]);
+        if let Some(fp) = fp {
+            cmd.env("FAILPOINTS", fp);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let wait = if fp.is_some() { 1500 } else { 5 + 7 * i as u64 };
+        std::thread::sleep(Duration::from_millis(wait));
+        let _ = child.kill();
+        let _ = child.wait();
+        let rec = vz_ok(&store, &["list"]);
+        let on_new = rec.lines().any(|l| l.starts_with(&ct) && l.contains("t@2"));
+        match fp {
+            Some(f) if f.starts_with("rebase-written") => assert!(!on_new, "{f}: {rec}"),
+            Some(f) => assert!(on_new, "{f}: {rec}"),
+            None => {}
+        }
+        let m = Mounted::new(&store, &ct);
+        let got = view(&m.path);
+        m.umount();
+        if on_new {
+            same_view(
+                &format!("case {i} {fp:?}: on the new base"),
+                &got,
+                &expected(&o, &n, &before),
+            );
+        } else {
+            same_view(&format!("case {i} {fp:?}: on the old base"), &got, &before);
+        }
+        let v = vz_ok(&store, &["verify"]);
+        assert!(v.contains("clean"), "case {i}: {v}");
+        let private = store.join("private").join(&ct);
+        assert!(
+            !private.join("next").exists(),
+            "case {i}: next/ left behind"
+        );
+    }
+}
+both_backends!(rebase_killed_anywhere_is_all_or_nothing);
+
+/// A committed template exports equal to the container's view; `--rebase`
+/// then empties the private area without changing the view.
+fn commit_makes_a_template_of_the_view(b: Backend) {
+    if !require_root("mounts") {
+        return;
+    }
+    let (t, store, _src) = fixture_store();
+    vz_ok(
+        &store,
+        &["create", "app", "--template", "fx", "--backend", b.name()],
+    );
+    let m = Mounted::new(&store, "app");
+    fs::create_dir_all(m.path.join("opt/app")).unwrap();
+    write_file(&m.path.join("opt/app/bin"), &noise(50, 200_000), 0o755);
+    write_file(&m.path.join("etc/hostname"), b"app\n", 0o644);
+    fs::set_permissions(
+        m.path.join("usr/bin/ping"),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    fs::remove_file(m.path.join("usr/bin/wall")).unwrap();
+    fs::hard_link(m.path.join("opt/app/bin"), m.path.join("opt/app/bin2")).unwrap();
+    let before = snapshot(&m.path);
+    let before_dir = t.path().join("view");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&m.path)
+            .arg(&before_dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    m.umount();
+    let err = {
+        let m = Mounted::new(&store, "app");
+        let e = vz_err(&store, &["commit", "app", "--name", "apptpl"]);
+        m.umount();
+        e
+    };
+    assert!(err.contains("mounted"), "{err}");
+    vz_ok(&store, &["commit", "app", "--name", "apptpl"]);
+    let out = t.path().join("export");
+    vz_ok(&store, &["export", "apptpl", out.to_str().unwrap()]);
+    assert_same_tree(&before_dir, &out);
+    let j = vz_ok(
+        &store,
+        &["commit", "app", "--name", "apptpl", "--rebase", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v["template"], "apptpl@2", "{j}");
+    assert_eq!(v["rebase"]["private_files"], 0, "{j}");
+    let m = Mounted::new(&store, "app");
+    let after = snapshot(&m.path);
+    m.umount();
+    let strip = |s: BTreeMap<Vec<u8>, Snap>| -> BTreeMap<Vec<u8>, Snap> {
+        s.into_iter()
+            .map(|(k, mut v)| {
+                if v.kind == "dir" {
+                    v.mtime = (0, 0);
+                    v.size = 0;
+                }
+                (k, v)
+            })
+            .collect()
+    };
+    same_view("after commit --rebase", &strip(after), &strip(before));
+    let v = vz_ok(&store, &["verify"]);
+    assert!(v.contains("clean"), "{v}");
+}
+both_backends!(commit_makes_a_template_of_the_view);
+
+/// Private files several containers wrote alike, or equal to a template
+/// object, become shared; the views do not change; gc keeps what they use.
+fn dedup_shares_what_containers_wrote_alike(b: Backend) {
+    if !require_root("mounts") {
+        return;
+    }
+    let (_t, store, _src) = fixture_store();
+    vz_ok(
+        &store,
+        &[
+            "create",
+            "a",
+            "b",
+            "c",
+            "--template",
+            "fx",
+            "--backend",
+            b.name(),
+        ],
+    );
+    let mut views = Vec::new();
+    for ct in ["a", "b", "c"] {
+        let m = Mounted::new(&store, ct);
+        fs::create_dir_all(m.path.join("opt")).unwrap();
+        write_file(&m.path.join("opt/pkg.so"), &noise(60, 300_000), 0o755);
+        // The same bytes as a template file, under another name.
+        write_file(&m.path.join("opt/ping-copy"), &noise(4, 9_000), 0o755);
+        // Rewritten with the template's own bytes.
+        write_file(&m.path.join("usr/bin/big"), &noise(3, 3 << 20), 0o755);
+        write_file(
+            &m.path.join("opt/only-mine"),
+            &noise(61 + ct.len() as u64 + ct.as_bytes()[0] as u64, 4000),
+            0o644,
+        );
+        views.push(view(&m.path));
+        m.umount();
+    }
+    let dry = vz_ok(&store, &["dedup", "--dry-run", "--json"]);
+    let before_bytes = crate::common::du_b1(&store.join("private"));
+    vz_ok(&store, &["gc"]);
+    let out = vz_ok(&store, &["dedup", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let dj: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    for (row, drow) in j["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(dj["containers"].as_array().unwrap())
+    {
+        assert_eq!(
+            row["shared_again_files"], drow["shared_again_files"],
+            "{out}\n{dry}"
+        );
+        let again = row["shared_again_files"].as_u64().unwrap();
+        match b {
+            // pkg.so (another container's), ping-copy (an object), big.
+            Backend::Fuse => assert_eq!(again, 3, "{out}"),
+            // Only bytes the image has at the same path: big.
+            Backend::Kernel => assert_eq!(again, 1, "{out}"),
+        }
+        let left = if b == Backend::Fuse { 1 } else { 3 };
+        assert_eq!(row["private_files_after"], left, "{out}");
+    }
+    let after_bytes = crate::common::du_b1(&store.join("private"));
+    assert!(
+        after_bytes * 2 < before_bytes,
+        "private bytes {before_bytes} -> {after_bytes}: {out}"
+    );
+    vz_ok(&store, &["gc"]);
+    for (i, ct) in ["a", "b", "c"].iter().enumerate() {
+        let m = Mounted::new(&store, ct);
+        same_view(
+            &format!("{ct} after dedup and gc"),
+            &view(&m.path),
+            &views[i],
+        );
+        // Written again: copied up, the others unchanged.
+        if i == 0 {
+            write_file(&m.path.join("opt/pkg.so"), b"changed", 0o755);
+        }
+        m.umount();
+    }
+    let m = Mounted::new(&store, "b");
+    assert_eq!(
+        fs::read(m.path.join("opt/pkg.so")).unwrap(),
+        noise(60, 300_000)
+    );
+    m.umount();
+    let v = vz_ok(&store, &["verify"]);
+    assert!(v.contains("clean"), "{v}");
+}
+both_backends!(dedup_shares_what_containers_wrote_alike);
+
+/// gc running while dedup has published new objects but not yet recorded the
+/// containers' references keeps them (the session pins them); kill -9 of a
+/// dedup at that point leaves every container as it was and verify clean.
+#[test]
+fn dedup_beside_gc_and_killed() {
+    if !require_root("mounts") || !require_failpoints() {
+        return;
+    }
+    let (_t, store, _src) = fixture_store();
+    vz_ok(&store, &["create", "a", "b", "--template", "fx"]);
+    let mut views = Vec::new();
+    for ct in ["a", "b"] {
+        let m = Mounted::new(&store, ct);
+        write_file(&m.path.join("etc/pkg"), &noise(70, 100_000), 0o644);
+        views.push(view(&m.path));
+        m.umount();
+    }
+    // Killed while its objects are published but unreferenced.
+    let mut child = Command::new(bin())
+        .arg("--store")
+        .arg(&store)
+        .arg("dedup")
+        .env("FAILPOINTS", "dedup-published=sleep(4000)")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let gc = vz_ok(&store, &["gc"]);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        gc.contains("removed 0 of"),
+        "gc removed a pinned object: {gc}"
+    );
+    for (i, ct) in ["a", "b"].iter().enumerate() {
+        let m = Mounted::new(&store, ct);
+        same_view(
+            &format!("{ct} after a killed dedup"),
+            &view(&m.path),
+            &views[i],
+        );
+        m.umount();
+    }
+    let v = vz_ok(&store, &["verify"]);
+    assert!(v.contains("clean") || v.contains("unreferenced"), "{v}");
+    // A dedup beside gc: gc in the window, dedup completes, objects stay.
+    let mut child = Command::new(bin())
+        .arg("--store")
+        .arg(&store)
+        .arg("dedup")
+        .env("FAILPOINTS", "dedup-published=sleep(2000)")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    vz_ok(&store, &["gc"]);
+    assert!(child.wait().unwrap().success());
+    vz_ok(&store, &["gc"]);
+    for (i, ct) in ["a", "b"].iter().enumerate() {
+        let m = Mounted::new(&store, ct);
+        same_view(
+            &format!("{ct} after dedup beside gc"),
+            &view(&m.path),
+            &views[i],
+        );
+        m.umount();
+        let data = store.join("private").join(ct).join("data");
+        let n = fs::read_dir(&data).unwrap().count();
+        assert_eq!(n, 0, "{ct}: private files left after dedup");
+    }
+    let v = vz_ok(&store, &["verify"]);
+    assert!(v.contains("clean"), "{v}");
+}
