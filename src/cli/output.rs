@@ -112,16 +112,17 @@ pub fn report(r: &Report) {
     }
     if !r.containers.is_empty() {
         println!(
-            "{:<32} {:>12} {:>12} {:>12}  TEMPLATE",
-            "CONTAINER", "LOGICAL", "SHARED", "PRIVATE"
+            "{:<32} {:>12} {:>12} {:>12} {:>8}  TEMPLATE",
+            "CONTAINER", "LOGICAL", "SHARED", "PRIVATE", "CHANGED"
         );
         for c in &r.containers {
             println!(
-                "{:<32} {:>12} {:>12} {:>12}  {}",
+                "{:<32} {:>12} {:>12} {:>12} {:>8}  {}",
                 c.name,
                 HumanBytes(c.logical_bytes).to_string(),
                 HumanBytes(c.shared_bytes).to_string(),
                 HumanBytes(c.private_bytes).to_string(),
+                c.changed_paths,
                 c.template
             );
         }
@@ -137,6 +138,12 @@ pub fn report(r: &Report) {
         s.dedup_ratio,
         HumanBytes(s.saved_bytes)
     );
+    if s.dedup_would_free > 0 {
+        println!(
+            "`vzstore dedup` would free {} of private files now",
+            HumanBytes(s.dedup_would_free)
+        );
+    }
 }
 
 pub fn verify(r: &VerifyReport) {

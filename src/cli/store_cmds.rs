@@ -105,10 +105,15 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
         }
         Command::Report { json } => {
             let st = Store::open(root)?;
-            let rep = store::report::report(&st, &|rec, base, dir| match rec.backend {
-                Backend::Fuse => vzstore::container::usage::usage(base, dir),
-                Backend::Kernel => vzstore::container::upper::usage(base, dir),
+            let mut rep = store::report::report(&st, &|rec, base, dir| {
+                use vzstore::container::{upper_view, view};
+                let v = match rec.backend {
+                    Backend::Fuse => view::fuse_view(base.clone(), dir)?,
+                    Backend::Kernel => upper_view::view(&base, dir)?,
+                };
+                Ok(view::usage(&v, &base))
             })?;
+            rep.store.dedup_would_free = vzstore::lifecycle::dedup::would_free(&st)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);
             } else {

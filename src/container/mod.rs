@@ -7,7 +7,7 @@
 //! `private/<CT>/mount.lock` for its whole life; `mountpoint` there names where.
 //!
 //! Module layering (no cycles): [`inode`] (types) <- [`table`], [`journal`],
-//! [`base`] <- [`tree`] <- [`usage`]; [`error`] is used by all.
+//! [`base`] <- [`tree`], [`view`]; [`error`] is used by all.
 
 pub(crate) mod base;
 pub mod error;
@@ -15,12 +15,12 @@ pub mod inode;
 pub mod journal;
 pub mod pending;
 pub mod restate;
+pub mod share;
 pub(crate) mod table;
 pub mod tree;
 pub mod upper;
 pub mod upper_view;
 pub mod upper_write;
-pub mod usage;
 pub mod view;
 
 use std::collections::HashSet;

@@ -111,15 +111,6 @@ impl<N> NodeTable<N> {
             .filter_map(|(i, n)| n.as_ref().map(|n| (i as Ino + 1, n)))
             .chain(self.extra.iter().map(|(i, n)| (*i, n)))
     }
-
-    /// Every (inode number, node), consuming the table.
-    pub fn into_nodes(self) -> impl Iterator<Item = (Ino, N)> {
-        self.base
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, n)| n.map(|n| (i as Ino + 1, n)))
-            .chain(self.extra)
-    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::store::Result;
 use crate::store::error::IoContext;
 use crate::store::hash::Hash;
 use crate::store::manifest::{Entry, Kind, Manifest};
+pub use crate::store::report::TreeUsage;
 
 /// Where a path of a merged tree comes from (see `lifecycle::merge`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +93,62 @@ impl View {
             .iter()
             .filter_map(|e| e.entry.hash.map(|h| (h, e.entry.size)))
     }
+}
+
+/// Same metadata (not content). Directories ignore their mtime (it follows
+/// from their entries).
+pub fn same_meta(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind
+        && a.mode == b.mode
+        && a.uid == b.uid
+        && a.gid == b.gid
+        && a.xattrs == b.xattrs
+        && a.rdev == b.rdev
+        && a.target == b.target
+        && (a.kind == Kind::Dir || (a.mtime_sec, a.mtime_nsec) == (b.mtime_sec, b.mtime_nsec))
+}
+
+/// A container's entry equals a base entry, without reading any file (a
+/// private file never does).
+pub fn same_as(c: &ViewEntry, b: &Entry) -> bool {
+    c.private.is_none()
+        && same_meta(&c.entry, b)
+        && c.entry.hash == b.hash
+        && c.entry.size == b.size
+}
+
+/// What a container's tree holds against its base, for `report`: logical
+/// and shared file bytes (each inode once) and the paths that differ from the
+/// base (changed, added or removed).
+pub fn usage(view: &View, base: &Manifest) -> TreeUsage {
+    let mut u = TreeUsage::default();
+    let mut seen = std::collections::HashSet::new();
+    let at: HashMap<&[u8], &Entry> = base
+        .entries
+        .iter()
+        .map(|e| (e.path.as_slice(), e))
+        .collect();
+    for v in &view.entries {
+        if v.entry.kind == Kind::File && seen.insert(v.inode) {
+            u.logical_bytes += v.entry.size;
+            if v.entry.hash.is_some() {
+                u.shared_bytes += v.entry.size;
+            }
+        }
+        if at
+            .get(v.entry.path.as_slice())
+            .is_none_or(|b| !same_as(v, b))
+        {
+            u.changed_paths += 1;
+        }
+    }
+    let here = view.index();
+    u.changed_paths += base
+        .entries
+        .iter()
+        .filter(|e| !here.contains_key(e.path.as_slice()))
+        .count() as u64;
+    u
 }
 
 /// The view of a FUSE container: `base` with the records of `private_dir`

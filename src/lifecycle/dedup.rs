@@ -1,55 +1,66 @@
 //! `dedup`: private files of containers whose bytes equal a stored object, or
 //! another container's private file, become shared again.
 //!
-//! Per run: every private file of the chosen containers is hashed (in
-//! parallel); a hash the store holds, or that two containers' files (or two
-//! inodes) have, is an object: pinned in a write session, staged once from
-//! one of the files when new, published. The containers' references to these
-//! objects are committed (one batch) while the session still pins them, so a
-//! concurrent gc keeps them; only then are the containers' areas rewritten
-//! (`container::pending`, as for a rebase onto the same base: a file equal to
-//! its base path's becomes the base's inode again, any other refers to the
-//! object and is copied up again on its next write). A crash at any point
-//! leaves each container before or after, and at worst references to objects
-//! it no longer uses (kept until its next rebase or dedup).
+//! Every private file of the chosen containers is hashed (in parallel); a hash
+//! the store holds, or that two FUSE containers' files (or two inodes) have,
+//! is an object: pinned in a write session, staged once from one of the files
+//! when new, published. The containers' references to these objects are
+//! committed (one batch) while the session still pins them, so a concurrent
+//! gc keeps them; only then do the containers change:
 //!
-//! A kernel container can only share bytes its template's image has: an upper
-//! file equal to an object of its base becomes a metadata-only upper file
-//! pointing at that object's path in the image (or goes when its metadata is
-//! the base's too). Everything else stays private and is reported so.
+//! - an unmounted container's area is rewritten (`container::pending`, as for
+//!   a rebase onto the same base: a file equal to its base path's becomes the
+//!   base's inode again, any other refers to the object and is copied up again
+//!   on its next write);
+//! - a mounted FUSE container's daemon is asked to do it
+//!   (`container::share`): it skips files open or written since they were
+//!   hashed;
+//! - a kernel container can only share bytes its image has at the same path
+//!   (overlayfs allows one upper inode per template inode): its upper file
+//!   becomes metadata-only, or goes. Everything else stays private, and a
+//!   mounted kernel container is skipped (overlayfs forbids changing an upper
+//!   directory under a mount).
+//!
+//! A crash at any point leaves each container before or after, and at worst
+//! references to objects it no longer uses (kept until its next rebase or
+//! dedup).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::container::share::{self, ShareRequest, Stamp};
 use crate::container::view::{self, View};
+use crate::container::{self, upper_view};
 use crate::ingest::{NoProgress, ObjectSink};
 use crate::lifecycle::merge;
 use crate::lifecycle::rebase::{install, private_of};
-use crate::lifecycle::{Held, IsMounted, hold};
+use crate::lifecycle::{IsMounted, hold};
 use crate::store::Store;
-use crate::store::catalog::{Backend, Catalog};
-use crate::store::error::{IoContext, Result};
+use crate::store::catalog::{Backend, Catalog, ContainerRecord};
+use crate::store::error::{Error, IoContext, Result};
 use crate::store::fsutil;
 use crate::store::hash::Hash;
+use crate::store::manifest::Manifest;
 use crate::store::session::Session;
 
 /// What dedup did to one container.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DedupContainer {
     pub container: String,
-    /// Private files (inodes) before, and how many became shared.
+    pub mounted: bool,
+    /// Private files (inodes) and bytes before, those shared again, after.
     pub private_files_before: u64,
     pub private_bytes_before: u64,
     pub shared_again_files: u64,
     pub shared_again_bytes: u64,
     pub private_files_after: u64,
     pub private_bytes_after: u64,
-    /// Why nothing was done (mounted), if so.
+    /// Why nothing was done, if so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
 }
@@ -61,18 +72,126 @@ pub struct DedupSummary {
     /// Objects this run added (contents several containers had privately).
     pub new_objects: u64,
     pub new_object_bytes: u64,
+    /// Private bytes freed: shared again, less the new objects.
+    pub freed_bytes: u64,
     pub seconds: f64,
 }
 
-/// One private inode of a held container.
+/// A container dedup works on: held (unmounted, locked) or mounted (FUSE,
+/// read without changing anything; its daemon applies the result).
+struct Subject {
+    rec: ContainerRecord,
+    base: Manifest,
+    view: View,
+    held: Option<crate::lifecycle::Held>,
+}
+
+/// One private inode.
 struct PrivateFile {
     ct: usize,
     entry: usize,
     path: PathBuf,
+    hash: Hash,
+    size: u64,
+    stamp: Stamp,
 }
 
-/// Dedup `names` (every container when empty). Mounted containers are skipped
-/// and reported.
+/// Which private inodes of each subject can refer to an object, and the
+/// contents several FUSE containers hold (objects to make).
+struct Plan {
+    files: Vec<PrivateFile>,
+    /// Per subject: inode -> object.
+    per_ct: Vec<HashMap<u64, Hash>>,
+    /// New objects: hash -> (file to take the bytes from, size).
+    to_store: HashMap<Hash, usize>,
+}
+
+/// Hash every private inode of `subjects` and decide; `stored` says whether
+/// the store holds an object whole.
+fn plan(subjects: &[Subject], stored: &mut dyn FnMut(&Hash, u64) -> Result<bool>) -> Result<Plan> {
+    let mut todo = Vec::new();
+    for (ci, s) in subjects.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for (i, p) in s.view.private_files() {
+            if seen.insert(s.view.entries[i].inode) {
+                todo.push((ci, i, p.to_path_buf()));
+            }
+        }
+    }
+    // Hashed with the stamp before and after: a file written meanwhile (a
+    // mounted container) is left alone.
+    let files: Vec<PrivateFile> = todo
+        .into_par_iter()
+        .filter_map(|(ct, entry, path)| {
+            let before = std::fs::symlink_metadata(&path)
+                .ok()
+                .map(|m| Stamp::of(&m))?;
+            let (hash, size) = view::hash_private(&path).ok()?;
+            let after = std::fs::symlink_metadata(&path)
+                .ok()
+                .map(|m| Stamp::of(&m))?;
+            (before == after).then_some(PrivateFile {
+                ct,
+                entry,
+                path,
+                hash,
+                size,
+                stamp: after,
+            })
+        })
+        .collect();
+    let fuse = |f: &PrivateFile| subjects[f.ct].rec.backend == Backend::Fuse;
+    let mut holders: HashMap<Hash, usize> = HashMap::new();
+    for f in files.iter().filter(|f| fuse(f)) {
+        *holders.entry(f.hash).or_default() += 1;
+    }
+    let mut object: HashMap<Hash, bool> = HashMap::new();
+    let mut to_store = HashMap::new();
+    for (k, f) in files.iter().enumerate().filter(|(_, f)| fuse(f)) {
+        if object.contains_key(&f.hash) {
+            continue;
+        }
+        let ok = if stored(&f.hash, f.size)? {
+            true
+        } else if holders[&f.hash] >= 2 {
+            to_store.insert(f.hash, k);
+            true
+        } else {
+            false
+        };
+        object.insert(f.hash, ok);
+    }
+    let mut per_ct: Vec<HashMap<u64, Hash>> = vec![HashMap::new(); subjects.len()];
+    for f in &files {
+        let s = &subjects[f.ct];
+        let ok = if fuse(f) {
+            object.get(&f.hash).copied().unwrap_or(false)
+        } else {
+            same_path(s, f)
+        };
+        if ok {
+            per_ct[f.ct].insert(s.view.entries[f.entry].inode, f.hash);
+        }
+    }
+    Ok(Plan {
+        files,
+        per_ct,
+        to_store,
+    })
+}
+
+/// The base has these very bytes at the file's path (not in a hardlink group).
+fn same_path(s: &Subject, f: &PrivateFile) -> bool {
+    let path = &s.view.entries[f.entry].entry.path;
+    s.base
+        .entries
+        .binary_search_by(|e| e.path.as_slice().cmp(path))
+        .ok()
+        .map(|i| &s.base.entries[i])
+        .is_some_and(|b| b.hash == Some(f.hash) && b.link_group == 0)
+}
+
+/// Dedup `names` (every container when empty).
 pub fn dedup(
     store: &Store,
     names: &[String],
@@ -80,167 +199,214 @@ pub fn dedup(
     mounted: IsMounted<'_>,
 ) -> Result<DedupSummary> {
     let started = Instant::now();
-    let names: Vec<String> = if names.is_empty() {
-        Catalog::open_read_only(store)?
-            .containers()?
-            .into_iter()
-            .map(|c| c.name)
-            .collect()
+    let names = if names.is_empty() {
+        all_names(store)?
     } else {
         names.to_vec()
     };
     let mut sum = DedupSummary::default();
-    let mut held: Vec<Held> = Vec::new();
+    let mut subjects = Vec::new();
     for ct in &names {
         match hold(store, ct, "dedup", mounted) {
-            Ok(h) => held.push(h),
-            Err(crate::store::Error::MountedRefused { .. }) => {
-                sum.containers.push(DedupContainer {
+            Ok(h) => subjects.push(Subject {
+                rec: h.rec.clone(),
+                base: h.base.clone(),
+                view: h.view.clone(),
+                held: Some(h),
+            }),
+            Err(Error::MountedRefused { .. }) => match read_mounted(store, ct)? {
+                Some(s) => subjects.push(s),
+                None => sum.containers.push(DedupContainer {
                     container: ct.clone(),
-                    skipped: Some("mounted: unmount it to dedup it".into()),
+                    mounted: true,
+                    skipped: Some(
+                        "a mounted kernel container: overlayfs forbids changing its upper directory under the mount; unmount it to dedup it"
+                            .into(),
+                    ),
                     ..DedupContainer::default()
-                })
-            }
+                }),
+            },
             Err(e) => return Err(e),
-        }
-    }
-    // Every private inode once.
-    let mut files = Vec::new();
-    for (ci, h) in held.iter().enumerate() {
-        let mut seen = HashSet::new();
-        for (i, p) in h.view.private_files() {
-            if seen.insert(h.view.entries[i].inode) {
-                files.push(PrivateFile {
-                    ct: ci,
-                    entry: i,
-                    path: p.to_path_buf(),
-                });
-            }
-        }
-    }
-    let hashed: Vec<(Hash, u64)> = files
-        .par_iter()
-        .map(|f| view::hash_private(&f.path))
-        .collect::<Result<_>>()?;
-    let known: HashMap<PathBuf, Hash> = files
-        .iter()
-        .zip(&hashed)
-        .map(|(f, (h, _))| (f.path.clone(), *h))
-        .collect();
-    // A kernel container can only point at bytes its image has at the same
-    // path (overlayfs: one upper inode per template inode; see upper_write).
-    let same_path = |f: &PrivateFile, h: &Hash| -> bool {
-        let held = &held[f.ct];
-        let path = &held.view.entries[f.entry].entry.path;
-        held.base
-            .entries
-            .binary_search_by(|e| e.path.as_slice().cmp(path))
-            .ok()
-            .map(|i| &held.base.entries[i])
-            .is_some_and(|b| b.hash == Some(*h) && b.link_group == 0)
-    };
-    let is_fuse = |f: &PrivateFile| held[f.ct].rec.backend == Backend::Fuse;
-    // Contents held by FUSE containers, counted per inode.
-    let mut holders: HashMap<Hash, usize> = HashMap::new();
-    for (f, (h, _)) in files.iter().zip(&hashed) {
-        if is_fuse(f) {
-            *holders.entry(*h).or_default() += 1;
         }
     }
     let session = Session::begin(store)?;
     let sink = ObjectSink::new(&session, &NoProgress);
-    // Which contents are (or become) objects; new ones are staged once.
-    let mut stored: HashMap<Hash, bool> = HashMap::new();
-    for (f, (h, size)) in files.iter().zip(&hashed) {
-        if !is_fuse(f) || stored.contains_key(h) {
-            continue;
-        }
-        let ok = if session.pin_and_check(h, *size)? {
-            true
-        } else if holders[h] >= 2 {
-            if !dry_run {
-                let file = File::open(&f.path).at(&f.path)?;
-                let segs = fsutil::data_segments(&file, *size).at(&f.path)?;
-                sink.store_file(&f.path, &file, &segs, *size, *h)?;
-            }
-            true
-        } else {
-            false
-        };
-        stored.insert(*h, ok);
-    }
+    let p = plan(&subjects, &mut |h, size| session.pin_and_check(h, size))?;
     if !dry_run {
+        for (&h, &k) in &p.to_store {
+            let f = &p.files[k];
+            let file = File::open(&f.path).at(&f.path)?;
+            let segs = fsutil::data_segments(&file, f.size).at(&f.path)?;
+            sink.store_file(&f.path, &file, &segs, f.size, h)?;
+        }
         session.publish()?;
         fsutil::failpoint_io("dedup-published").at(store.root())?;
-    }
-    let counts = sink.counts();
-    sum.new_objects = counts.new_objects;
-    sum.new_object_bytes = counts.new_bytes;
-    // Per container: which inodes become shared.
-    let mut per_ct: Vec<HashMap<u64, Hash>> = vec![HashMap::new(); held.len()];
-    for (f, (h, _)) in files.iter().zip(&hashed) {
-        let ok = if is_fuse(f) {
-            stored.get(h).copied().unwrap_or(false)
-        } else {
-            same_path(f, h)
-        };
-        if ok {
-            per_ct[f.ct].insert(held[f.ct].view.entries[f.entry].inode, *h);
-        }
-    }
-    if !dry_run {
         // References first, while the session still pins the objects.
         let db = Catalog::open(store)?;
-        for (h, by_inode) in held.iter().zip(&per_ct) {
+        for (s, by_inode) in subjects.iter().zip(&p.per_ct) {
             let more: Vec<Hash> = by_inode.values().copied().collect();
-            if !more.is_empty() && h.rec.backend == Backend::Fuse {
-                db.add_container_refs(&h.rec.name, &more)?;
+            if !more.is_empty() && s.rec.backend == Backend::Fuse {
+                db.add_container_refs(&s.rec.name, &more)?;
             }
         }
     }
-    for (h, by_inode) in held.iter().zip(&per_ct) {
-        let (files_before, bytes_before) = private_of(&h.view, 0..h.view.entries.len());
-        let mut after: View = h.view.clone();
-        let mut again = (0, 0);
-        let mut done = HashSet::new();
-        for e in &mut after.entries {
-            if let Some(&hash) = by_inode.get(&e.inode) {
-                if done.insert(e.inode) {
-                    again.0 += 1;
-                    again.1 += e.entry.size;
-                }
-                e.private = None;
-                e.entry.hash = Some(hash);
-            }
-        }
+    sum.new_objects = p.to_store.len() as u64;
+    sum.new_object_bytes = p.to_store.values().map(|&k| p.files[k].size).sum();
+    let hashes: HashMap<PathBuf, Hash> = p.files.iter().map(|f| (f.path.clone(), f.hash)).collect();
+    for (ci, s) in subjects.iter().enumerate() {
+        let by_inode = &p.per_ct[ci];
+        let (files_before, bytes_before) = private_of(&s.view, 0..s.view.entries.len());
         let mut row = DedupContainer {
-            container: h.rec.name.clone(),
+            container: s.rec.name.clone(),
+            mounted: s.held.is_none(),
             private_files_before: files_before,
             private_bytes_before: bytes_before,
-            shared_again_files: again.0,
-            shared_again_bytes: again.1,
-            private_files_after: files_before - again.0,
-            private_bytes_after: bytes_before - again.1,
-            skipped: None,
+            ..DedupContainer::default()
         };
-        if again.0 > 0 && !dry_run {
-            let hash = |p: &std::path::Path| -> Result<Hash> {
-                match known.get(p) {
-                    Some(h) => Ok(*h),
-                    None => view::hash_private(p).map(|(h, _)| h),
+        let mut sizes: HashMap<u64, u64> = HashMap::new();
+        for f in p.files.iter().filter(|f| f.ct == ci) {
+            if by_inode.contains_key(&s.view.entries[f.entry].inode) {
+                sizes.insert(s.view.entries[f.entry].inode, f.size);
+            }
+        }
+        let (mut files, mut bytes) = (sizes.len() as u64, sizes.values().sum::<u64>());
+        if !dry_run && files > 0 {
+            match &s.held {
+                Some(h) => rewrite(store, h, by_inode, &hashes)?,
+                None => {
+                    let reqs: Vec<ShareRequest> = p
+                        .files
+                        .iter()
+                        .filter(|f| f.ct == ci)
+                        .filter_map(|f| {
+                            let ino = s.view.entries[f.entry].inode;
+                            by_inode.get(&ino).map(|&hash| ShareRequest {
+                                ino,
+                                hash,
+                                stamp: f.stamp,
+                            })
+                        })
+                        .collect();
+                    let private = container::private_dir(store, &s.rec.name);
+                    match share::request(&private, &reqs, Duration::from_secs(30))? {
+                        Some(applied) if applied == files => {}
+                        Some(applied) => {
+                            // Some were open or written meanwhile: count what was done.
+                            let after = view::fuse_view(s.base.clone(), &private)?;
+                            let (_, left) = private_of(&after, 0..after.entries.len());
+                            files = applied;
+                            bytes = bytes_before.saturating_sub(left);
+                        }
+                        None => {
+                            row.skipped = Some("its daemon did not answer; nothing changed".into());
+                            files = 0;
+                            bytes = 0;
+                        }
+                    }
                 }
-            };
-            let merged = merge::merge(&h.base, &h.base, &after, &hash)?;
-            install(store, &h.private, &h.rec, &h.base, &after, &merged.picks)?;
+            }
         }
-        if again.0 == 0 {
-            row.private_files_after = files_before;
-            row.private_bytes_after = bytes_before;
-        }
+        row.shared_again_files = files;
+        row.shared_again_bytes = bytes;
+        row.private_files_after = files_before - files.min(files_before);
+        row.private_bytes_after = bytes_before.saturating_sub(bytes);
         sum.containers.push(row);
     }
     drop(session);
+    let again: u64 = sum.containers.iter().map(|c| c.shared_again_bytes).sum();
+    sum.freed_bytes = again.saturating_sub(sum.new_object_bytes);
     sum.containers.sort_by(|a, b| a.container.cmp(&b.container));
     sum.seconds = started.elapsed().as_secs_f64();
     Ok(sum)
+}
+
+/// Private bytes a dedup would free now (for `report`): nothing is locked,
+/// pinned or changed; mounted containers are read as they are.
+pub fn would_free(store: &Store) -> Result<u64> {
+    let mut subjects = Vec::new();
+    for ct in all_names(store)? {
+        let db = Catalog::open_read_only(store)?;
+        let Some(rec) = db.container(&ct)? else {
+            continue;
+        };
+        let Ok(base) = db.manifest(&rec.template, rec.version) else {
+            continue;
+        };
+        drop(db);
+        let private = container::private_dir(store, &ct);
+        let view = match rec.backend {
+            Backend::Fuse => view::fuse_view(base.clone(), &private)?,
+            Backend::Kernel => upper_view::view(&base, &private)?,
+        };
+        subjects.push(Subject {
+            rec,
+            base,
+            view,
+            held: None,
+        });
+    }
+    let p = plan(&subjects, &mut |h, size| {
+        Ok(std::fs::metadata(store.object_path(h)).is_ok_and(|m| m.len() == size))
+    })?;
+    let mut again = 0;
+    for f in &p.files {
+        if p.per_ct[f.ct].contains_key(&subjects[f.ct].view.entries[f.entry].inode) {
+            again += f.size;
+        }
+    }
+    let new: u64 = p.to_store.values().map(|&k| p.files[k].size).sum();
+    Ok(again.saturating_sub(new))
+}
+
+fn all_names(store: &Store) -> Result<Vec<String>> {
+    Ok(Catalog::open_read_only(store)?
+        .containers()?
+        .into_iter()
+        .map(|c| c.name)
+        .collect())
+}
+
+/// A mounted FUSE container as it is now (`None` for a kernel one).
+fn read_mounted(store: &Store, ct: &str) -> Result<Option<Subject>> {
+    let db = Catalog::open_read_only(store)?;
+    let rec = db
+        .container(ct)?
+        .ok_or_else(|| Error::ContainerNotFound(ct.to_string()))?;
+    if rec.backend != Backend::Fuse {
+        return Ok(None);
+    }
+    let base = db.manifest(&rec.template, rec.version)?;
+    drop(db);
+    let view = view::fuse_view(base.clone(), &container::private_dir(store, ct))?;
+    Ok(Some(Subject {
+        rec,
+        base,
+        view,
+        held: None,
+    }))
+}
+
+/// Rewrite a held container's area with `by_inode` shared (a merge onto its
+/// own base, so files equal to their base path become base inodes again).
+fn rewrite(
+    store: &Store,
+    h: &crate::lifecycle::Held,
+    by_inode: &HashMap<u64, Hash>,
+    hashes: &HashMap<PathBuf, Hash>,
+) -> Result<()> {
+    let mut after: View = h.view.clone();
+    for e in &mut after.entries {
+        if let Some(&hash) = by_inode.get(&e.inode) {
+            e.private = None;
+            e.entry.hash = Some(hash);
+        }
+    }
+    let hash = |p: &std::path::Path| -> Result<Hash> {
+        match hashes.get(p) {
+            Some(h) => Ok(*h),
+            None => view::hash_private(p).map(|(h, _)| h),
+        }
+    };
+    let merged = merge::merge(&h.base, &h.base, &after, &hash)?;
+    install(store, &h.private, &h.rec, &h.base, &after, &merged.picks)
 }

@@ -25,7 +25,7 @@ use std::path::Path;
 use serde::Serialize;
 
 pub use crate::container::view::Pick;
-use crate::container::view::{View, ViewEntry};
+use crate::container::view::{View, ViewEntry, same_as, same_meta};
 use crate::store::Result;
 use crate::store::hash::Hash;
 use crate::store::manifest::{Entry, Kind, Manifest, split_path};
@@ -59,26 +59,6 @@ pub struct Merged {
 
 fn text(p: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(p))
-}
-
-/// Same metadata (not content). Directories ignore their mtime.
-fn same_meta(a: &Entry, b: &Entry) -> bool {
-    a.kind == b.kind
-        && a.mode == b.mode
-        && a.uid == b.uid
-        && a.gid == b.gid
-        && a.xattrs == b.xattrs
-        && a.rdev == b.rdev
-        && a.target == b.target
-        && (a.kind == Kind::Dir || (a.mtime_sec, a.mtime_nsec) == (b.mtime_sec, b.mtime_nsec))
-}
-
-/// The container's entry equals a base entry without reading any file.
-fn same_as(c: &ViewEntry, b: &Entry) -> bool {
-    c.private.is_none()
-        && same_meta(&c.entry, b)
-        && c.entry.hash == b.hash
-        && c.entry.size == b.size
 }
 
 /// Merge `c` (a container's view on `old`) onto `new`. `hash` gives a private

@@ -41,6 +41,9 @@ pub struct StoreUsage {
     pub dedup_ratio: f64,
     /// logical - (stored + private), never below zero.
     pub saved_bytes: u64,
+    /// Private bytes `vzstore dedup` would free now (filled in by the caller,
+    /// which can read containers; 0 when not measured).
+    pub dedup_would_free: u64,
 }
 
 /// One template version's figures.
@@ -69,6 +72,9 @@ pub struct ContainerUsage {
     /// Allocated bytes of its private area (copy-on-write data and state):
     /// what destroying it frees.
     pub private_bytes: u64,
+    /// Paths of its tree that differ from its base (changed, added, removed):
+    /// how far it drifted from the template.
+    pub changed_paths: u64,
 }
 
 /// The full report.
@@ -87,6 +93,8 @@ pub struct TreeUsage {
     pub logical_bytes: u64,
     /// Logical bytes still served from shared objects.
     pub shared_bytes: u64,
+    /// Paths that differ from the base (changed, added or removed).
+    pub changed_paths: u64,
 }
 
 /// Measures a container tree: `(its record, base manifest, private directory)`
@@ -128,6 +136,7 @@ pub fn report(store: &Store, measure: MeasureTree<'_>) -> Result<Report> {
             logical_bytes: u.logical_bytes,
             shared_bytes: u.shared_bytes,
             private_bytes: objects::du(&dir)?,
+            changed_paths: u.changed_paths,
         });
     }
     let mut per_template = Vec::new();
@@ -188,6 +197,7 @@ pub fn report(store: &Store, measure: MeasureTree<'_>) -> Result<Report> {
                 logical_total as f64 / object_bytes as f64
             },
             saved_bytes: logical_total.saturating_sub(stored + private),
+            dedup_would_free: 0,
         },
         templates,
         containers,

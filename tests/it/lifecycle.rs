@@ -744,3 +744,88 @@ fn dedup_beside_gc_and_killed() {
     let v = vz_ok(&store, &["verify"]);
     assert!(v.contains("clean"), "{v}");
 }
+
+/// A mounted FUSE container is deduped by its own daemon (a file open at the
+/// time stays private until a later run); a mounted kernel container is
+/// skipped and named; `report` shows the paths that differ from the base and
+/// what a dedup would free.
+#[test]
+fn dedup_of_mounted_containers_and_the_report() {
+    if !require_root("mounts") {
+        return;
+    }
+    let (_t, store, _src) = fixture_store();
+    vz_ok(&store, &["create", "a", "b", "--template", "fx"]);
+    vz_ok(
+        &store,
+        &["create", "k", "--template", "fx", "--backend", "kernel"],
+    );
+    let ma = Mounted::new(&store, "a");
+    let mb = Mounted::new(&store, "b");
+    let mk = Mounted::new(&store, "k");
+    for m in [&ma, &mb] {
+        write_file(&m.path.join("etc/pkg"), &noise(80, 200_000), 0o644);
+    }
+    write_file(&ma.path.join("etc/pkg-open"), &noise(80, 200_000), 0o644);
+    fs::remove_file(ma.path.join("etc/hostname")).unwrap();
+    let held_open = fs::File::open(ma.path.join("etc/pkg-open")).unwrap();
+    let before = view(&ma.path);
+    let r: serde_json::Value = serde_json::from_str(&vz_ok(&store, &["report", "--json"])).unwrap();
+    let changed = |r: &serde_json::Value, ct: &str| {
+        r["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == ct)
+            .unwrap()["changed_paths"]
+            .as_u64()
+            .unwrap()
+    };
+    // a: pkg, pkg-open, hostname removed (a directory's entries changing is
+    // not a change of the directory).
+    assert_eq!(changed(&r, "a"), 3, "{r}");
+    assert_eq!(changed(&r, "b"), 1, "{r}");
+    assert_eq!(changed(&r, "k"), 0, "{r}");
+    // Three copies of one content: two would go.
+    assert_eq!(r["store"]["dedup_would_free"], 400_000, "{r}");
+    let out = vz_ok(&store, &["dedup", "--json"]);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = |ct: &str| {
+        j["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["container"] == ct)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("a")["mounted"], true, "{out}");
+    assert_eq!(row("a")["shared_again_files"], 1, "{out}");
+    assert_eq!(row("b")["shared_again_files"], 1, "{out}");
+    assert!(
+        row("k")["skipped"].as_str().unwrap().contains("kernel"),
+        "{out}"
+    );
+    same_view("a, mounted, after dedup", &view(&ma.path), &before);
+    assert_eq!(
+        fs::read(mb.path.join("etc/pkg")).unwrap(),
+        noise(80, 200_000)
+    );
+    drop(held_open);
+    let out = vz_ok(&store, &["dedup", "a", "--json"]);
+    assert!(out.contains("\"shared_again_files\": 1"), "{out}");
+    let data = store.join("private/a/data");
+    assert_eq!(
+        fs::read_dir(&data).unwrap().count(),
+        0,
+        "a still has private files"
+    );
+    drop(mk);
+    ma.umount();
+    mb.umount();
+    let m = Mounted::new(&store, "a");
+    same_view("a after a remount", &view(&m.path), &before);
+    m.umount();
+    let v = vz_ok(&store, &["verify"]);
+    assert!(v.contains("clean"), "{v}");
+}

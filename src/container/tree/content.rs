@@ -225,6 +225,43 @@ impl Tree {
         }
     }
 
+    /// Dedup of a mounted container (`container::share`): the private file
+    /// `ino` whose bytes are object `hash` refers to the object again, if
+    /// nothing has it open and its data file is still what was hashed
+    /// (`stamp`). The change is journaled and synced before the data file
+    /// goes; the inode's size and times stay as `stat` showed them. Returns
+    /// whether it was applied.
+    pub fn share_again(
+        &mut self,
+        ino: Ino,
+        hash: Hash,
+        stamp: &crate::container::share::Stamp,
+    ) -> FsResult<bool> {
+        let Ok(n) = self.node(ino) else {
+            return Ok(false);
+        };
+        if n.attrs.content != Content::Private || n.opens > 0 || n.attr_dirty {
+            return Ok(false);
+        }
+        let path = self.data_path(ino);
+        let Ok(m) = fs::symlink_metadata(&path) else {
+            return Ok(false);
+        };
+        if crate::container::share::Stamp::of(&m) != *stamp {
+            return Ok(false);
+        }
+        let st = self.stat(ino)?;
+        let mut a = self.node(ino)?.attrs.clone();
+        a.content = Content::Shared(hash);
+        a.size = st.size;
+        a.mtime = st.mtime;
+        a.ctime = st.ctime;
+        self.commit(vec![Record::Inode(ino, a)])?;
+        self.journal.sync()?;
+        fs::remove_file(&path)?;
+        Ok(true)
+    }
+
     /// Whether an inode's content is the container's own file.
     pub fn is_private(&self, ino: Ino) -> FsResult<bool> {
         Ok(self.node(ino)?.attrs.content == Content::Private)

@@ -195,6 +195,7 @@ fn serve_inner(
     );
     daemon::report_ready(Ok(&mnt.display().to_string()));
     *ready = true;
+    spawn_share_worker(tree.clone(), container::private_dir(store, ct));
     let served = session.run();
     mount::clear_mountpoint(store, ct);
     // The one save at unmount (none when nothing changed since the load); its
@@ -220,6 +221,39 @@ fn serve_inner(
     saved?;
     served.at(&mnt)?;
     Ok(())
+}
+
+/// Apply dedup requests (`container::share`) while the container is served:
+/// each between FUSE requests, under the tree's lock. The thread ends with
+/// the daemon.
+fn spawn_share_worker(tree: Arc<Mutex<Tree>>, private: std::path::PathBuf) {
+    let spawned = std::thread::Builder::new()
+        .name("share".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(container::share::POLL);
+                let Some(reqs) = container::share::take(&private) else {
+                    continue;
+                };
+                let mut applied = 0;
+                for r in &reqs {
+                    let mut t = tree.lock().unwrap_or_else(|p| p.into_inner());
+                    match t.share_again(r.ino, r.hash, &r.stamp) {
+                        Ok(true) => applied += 1,
+                        Ok(false) => {}
+                        Err(e) => log::warn!("dedup of inode {}: {e:?}", r.ino),
+                    }
+                }
+                log::info!(
+                    "dedup: {applied} of {} private files shared again",
+                    reqs.len()
+                );
+                container::share::answer(&private, applied, reqs.len() as u64);
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("no dedup worker: {e}");
+    }
 }
 
 /// Overwrite a file's start and cut it to `data`: no new block is needed when
