@@ -43,6 +43,8 @@ pub fn write_fuse_state(
     let mut links: Vec<(&Path, Ino)> = Vec::new();
     for (path, pick) in picks {
         let (ino, fresh) = match *pick {
+            // The root is inode 1 whatever its attributes (FUSE asks for it).
+            _ if path.is_empty() => (ROOT, !attrs.contains_key(&ROOT)),
             Pick::Base(i) => {
                 let ino = base_ino(i);
                 (ino, !attrs.contains_key(&ino))

@@ -408,5 +408,6 @@ fn rewrite(
         }
     };
     let merged = merge::merge(&h.base, &h.base, &after, &hash)?;
+    let after = merged.view_after(&after);
     install(store, &h.private, &h.rec, &h.base, &after, &merged.picks)
 }

@@ -19,8 +19,9 @@
 //! template path under a directory the container removed stays absent (also a
 //! conflict).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -55,6 +56,31 @@ pub struct Conflict {
 pub struct Merged {
     pub picks: Vec<(Vec<u8>, Pick)>,
     pub report: MergeReport,
+    /// Container files (view index) whose bytes are the new base's object:
+    /// kept with the container's metadata, the bytes shared again.
+    pub reshare: Vec<(usize, Hash)>,
+}
+
+impl Merged {
+    /// `view` with the files of [`Merged::reshare`] (every name of their
+    /// inode) referring to their object instead of a private file.
+    pub fn view_after(&self, view: &View) -> View {
+        let by_inode: HashMap<u64, Hash> = self
+            .reshare
+            .iter()
+            .map(|&(i, h)| (view.entries[i].inode, h))
+            .collect();
+        let mut out = view.clone();
+        for e in &mut out.entries {
+            if let Some(&h) = by_inode.get(&e.inode)
+                && e.entry.kind == Kind::File
+            {
+                e.private = None;
+                e.entry.hash = Some(h);
+            }
+        }
+        out
+    }
 }
 
 fn text(p: &[u8]) -> String {
@@ -90,6 +116,17 @@ pub fn merge(
         Reshared,
         Conflict(&'static str),
     }
+    let memo: RefCell<HashMap<PathBuf, Hash>> = RefCell::new(HashMap::new());
+    let hashed = |p: &Path| -> Result<Hash> {
+        if let Some(h) = memo.borrow().get(p) {
+            return Ok(*h);
+        }
+        let h = hash(p)?;
+        memo.borrow_mut().insert(p.to_path_buf(), h);
+        Ok(h)
+    };
+    let hash: &dyn Fn(&Path) -> Result<Hash> = &hashed;
+    let mut reshare: Vec<(usize, Hash)> = Vec::new();
     let mut result: BTreeMap<Vec<u8>, (Option<Pick>, Class)> = BTreeMap::new();
     for p in paths {
         let o = oi.get(p).map(|&i| &old.entries[i]);
@@ -122,8 +159,17 @@ pub fn merge(
                 (Some(cv), Some(n)) => equal_to(cv, n, hash)?,
                 _ => false,
             };
+            let bytes = match (cv, n) {
+                (Some(cv), Some(n)) if !equal_new => same_bytes(cv, n, hash)?,
+                _ => None,
+            };
             if equal_new {
                 (base_pick, Class::Reshared)
+            } else if let (Some(h), Some(&ci_p)) = (bytes, ci.get(p)) {
+                // The new base's bytes under the container's own metadata:
+                // the bytes are shared again, the metadata stays.
+                reshare.push((ci_p, h));
+                (own_pick, Class::Reshared)
             } else if base_changed {
                 (
                     own_pick,
@@ -134,6 +180,27 @@ pub fn merge(
             }
         };
         result.insert(p.to_vec(), decision);
+    }
+
+    // A directory whose entries the container changed keeps its mtime where
+    // its other attributes are the new base's (its entries merge anyway).
+    for (p, slot) in result.iter_mut() {
+        let (Some(Pick::Base(ni_p)), Some(&ci_p), Some(&oi_p)) =
+            (slot.0, ci.get(p.as_slice()), oi.get(p.as_slice()))
+        else {
+            continue;
+        };
+        let (c_e, n_e, o_e) = (
+            &c.entries[ci_p].entry,
+            &new.entries[ni_p],
+            &old.entries[oi_p],
+        );
+        if c_e.kind == Kind::Dir
+            && same_meta(c_e, n_e)
+            && (c_e.mtime_sec, c_e.mtime_nsec) != (o_e.mtime_sec, o_e.mtime_nsec)
+        {
+            slot.0 = Some(Pick::Own(ci_p));
+        }
     }
 
     // Hardlink groups of the container stay whole.
@@ -203,7 +270,10 @@ pub fn merge(
             anc = parent(a);
         }
     }
-    let mut merged = Merged::default();
+    let mut merged = Merged {
+        reshare,
+        ..Merged::default()
+    };
     let mut present: HashMap<Vec<u8>, bool> = HashMap::new(); // path -> is a directory
     for (p, (pick, class)) in result {
         let mut class = class;
@@ -243,6 +313,22 @@ fn equal_to(c: &ViewEntry, n: &Entry, hash: &dyn Fn(&Path) -> Result<Hash>) -> R
             && c.entry.size == n.size
             && Some(hash(p)?) == n.hash),
     }
+}
+
+/// The hash of the container file's bytes when they are `n`'s.
+fn same_bytes(
+    c: &ViewEntry,
+    n: &Entry,
+    hash: &dyn Fn(&Path) -> Result<Hash>,
+) -> Result<Option<Hash>> {
+    if c.entry.kind != Kind::File || n.kind != Kind::File || c.entry.size != n.size {
+        return Ok(None);
+    }
+    let h = match &c.private {
+        Some(p) => Some(hash(p)?),
+        None => c.entry.hash,
+    };
+    Ok(h.filter(|h| Some(*h) == n.hash))
 }
 
 fn index(m: &Manifest) -> HashMap<&[u8], usize> {

@@ -76,7 +76,7 @@ pub fn rebase(
             None => view::hash_private(p).map(|(h, _)| h),
         }
     };
-    let merged = merge::merge(&held.base, &new, &held.view, &hash)?;
+    let mut merged = merge::merge(&held.base, &new, &held.view, &hash)?;
     (out.private_files, out.private_bytes) = private_of(
         &held.view,
         merged.picks.iter().filter_map(|(_, p)| match *p {
@@ -84,7 +84,7 @@ pub fn rebase(
             Pick::Base(_) => None,
         }),
     );
-    out.paths = merged.report;
+    out.paths = std::mem::take(&mut merged.report);
     if dry_run {
         return Ok(out);
     }
@@ -100,7 +100,8 @@ pub fn rebase(
             Catalog::open(store)?.set_template_image(&target, digest, h)?;
         }
     }
-    install(store, &held.private, &rec, &new, &held.view, &merged.picks)?;
+    let view = merged.view_after(&held.view);
+    install(store, &held.private, &rec, &new, &view, &merged.picks)?;
     Ok(out)
 }
 

@@ -65,12 +65,17 @@ pub struct Node<'a> {
 }
 
 impl Node<'_> {
+    /// A short path to the entry whatever its depth (through its directory's
+    /// descriptor in /proc), valid during the visit.
+    pub fn short_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))
+            .join(OsStr::from_bytes(self.name.to_bytes()))
+    }
+
     /// An extended attribute of the entry (not following symlinks); `None`
     /// when it has none of that name.
     pub fn xattr(&self, key: &str) -> Option<Vec<u8>> {
-        // Through /proc: a short path to the entry whatever its depth.
-        let p = PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))
-            .join(OsStr::from_bytes(self.name.to_bytes()));
+        let p = self.short_path();
         let mut buf = vec![0u8; 4096];
         match rustix::fs::lgetxattr(&p, key, &mut buf[..]) {
             Ok(n) => {

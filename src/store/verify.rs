@@ -179,6 +179,21 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
             }
             Err(e) => rep.bad_records.push(format!("containers: {e}")),
         }
+        // Objects containers refer to beyond their base (rebase, dedup).
+        match db.all_container_refs() {
+            Ok(all) => {
+                for (ct, refs) in all {
+                    for h in refs {
+                        users
+                            .entry(h)
+                            .or_default()
+                            .paths
+                            .insert(format!("a file of container {ct}"));
+                    }
+                }
+            }
+            Err(e) => rep.bad_records.push(format!("container references: {e}")),
+        }
     }
 
     let listing = objects::list(store)?;
