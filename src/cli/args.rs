@@ -146,6 +146,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove replaced private areas parked by rebase and dedup (started by
+    /// them in the background; gc does it too).
+    #[command(hide = true)]
+    Reap,
     /// Logical, stored, shared and exclusive bytes per template and for the store.
     Report {
         /// Print JSON instead of a table.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use vzstore::lifecycle::{self, rebase::RebaseOutcome};
+use vzstore::lifecycle::{self, Run, rebase::RebaseOutcome};
 use vzstore::mount;
 use vzstore::store::catalog::{Catalog, ContainerRecord};
 use vzstore::store::name::TemplateRef;
@@ -44,8 +44,17 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
             let mounted = |r: &ContainerRecord| mount::is_mounted(&st, r);
             let mut done: Vec<RebaseOutcome> = Vec::new();
             let mut failed = 0;
-            for ct in &cts {
-                match lifecycle::rebase::rebase(&st, ct, &to, dry_run, &mounted, &HashMap::new()) {
+            let results = lifecycle::rebase::rebase(
+                &st,
+                &cts,
+                &to,
+                run_mode(dry_run),
+                &mounted,
+                &HashMap::new(),
+            )
+            .context("rebase failed; no container was moved")?;
+            for (ct, r) in results {
+                match r {
                     Ok(o) => {
                         if !json {
                             output::rebase(&o);
@@ -87,15 +96,25 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                     name: sum.record.name.clone(),
                     version: Some(sum.record.version),
                 };
-                Some(
-                    lifecycle::rebase::rebase(&st, &container, &to, false, &mounted, &hashed)
-                        .with_context(|| {
-                            format!(
-                                "{} was committed, but moving container {container} onto it failed (the container is unchanged)",
-                                sum.record.label()
-                            )
-                        })?,
+                let moved = lifecycle::rebase::rebase(
+                    &st,
+                    std::slice::from_ref(&container),
+                    &to,
+                    Run::Apply,
+                    &mounted,
+                    &hashed,
                 )
+                .and_then(|mut r| match r.pop() {
+                    Some((_, o)) => o,
+                    None => Err(vzstore::store::Error::ContainerNotFound(container.clone())),
+                })
+                .with_context(|| {
+                    format!(
+                        "{} was committed, but moving container {container} onto it failed (the container is unchanged)",
+                        sum.record.label()
+                    )
+                })?;
+                Some(moved)
             } else {
                 None
             };
@@ -128,7 +147,7 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
         } => {
             let st = open_for_write(root)?;
             let mounted = |r: &ContainerRecord| mount::is_mounted(&st, r);
-            let sum = lifecycle::dedup::dedup(&st, &names, dry_run, &mounted)?;
+            let sum = lifecycle::dedup::dedup(&st, &names, run_mode(dry_run), &mounted)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&sum)?);
             } else {
@@ -138,4 +157,9 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
         other => unreachable!("not a lifecycle command: {other:?}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--dry-run` as the library takes it.
+fn run_mode(dry_run: bool) -> Run {
+    if dry_run { Run::DryRun } else { Run::Apply }
 }

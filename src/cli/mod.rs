@@ -32,6 +32,10 @@ pub fn run() -> Result<ExitCode> {
         | Command::Verify { .. }
         | Command::Gc
         | Command::Report { .. }) => store_cmds::run(&root, c),
+        Command::Reap => {
+            vzstore::store::reap::reap(&Store::open(&root)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         c @ (Command::Rebase { .. } | Command::Commit { .. } | Command::Dedup { .. }) => {
             lifecycle_cmds::run(&root, c)
         }

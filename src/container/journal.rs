@@ -90,6 +90,21 @@ fn read_all(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
+/// Write `snapshot` as the `state` of a new private area `dir`, with an empty
+/// journal, without syncing: the caller makes the whole area durable at once
+/// (`container::pending`).
+pub(crate) fn write_state(dir: &Path, snapshot: &[Record]) -> Result<()> {
+    let mut buf = Vec::new();
+    for r in snapshot {
+        buf.extend_from_slice(&frame(r));
+    }
+    let state = dir.join("state");
+    fs::write(&state, &buf).at(&state)?;
+    let journal = dir.join("journal");
+    File::create(&journal).at(&journal)?;
+    Ok(())
+}
+
 /// The records of a container's snapshot and journal, read without changing
 /// anything (safe while its daemon appends; a torn tail is ignored).
 pub fn read_records(dir: &Path) -> Result<Vec<Record>> {

@@ -13,14 +13,14 @@ pub(crate) mod base;
 pub mod error;
 pub mod inode;
 pub mod journal;
-pub mod pending;
-pub mod restate;
+pub(crate) mod pending;
+pub(crate) mod restate;
 pub mod share;
 pub(crate) mod table;
 pub mod tree;
 pub mod upper;
 pub mod upper_view;
-pub mod upper_write;
+pub(crate) mod upper_write;
 pub mod view;
 
 use std::collections::HashSet;

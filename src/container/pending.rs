@@ -28,12 +28,12 @@ use crate::store::fsutil;
 const TARGET: &str = "target";
 
 /// `private/<CT>/next`.
-pub fn next_dir(private: &Path) -> PathBuf {
+pub(crate) fn next_dir(private: &Path) -> PathBuf {
     private.join("next")
 }
 
 /// An empty `next/` (a leftover of an earlier attempt is removed).
-pub fn prepare(private: &Path) -> Result<PathBuf> {
+pub(crate) fn prepare(private: &Path) -> Result<PathBuf> {
     let next = next_dir(private);
     if fs::symlink_metadata(&next).is_ok() {
         fstree::remove(&next).at(&next)?;
@@ -42,24 +42,26 @@ pub fn prepare(private: &Path) -> Result<PathBuf> {
     Ok(next)
 }
 
-/// Make `next/` durable and name the base it belongs to. After this, the
-/// caller commits the record; then [`settle`] installs it.
-pub fn seal(private: &Path, base_label: &str) -> Result<()> {
-    let next = next_dir(private);
-    fsutil::sync_fs(&next).at(&next)?;
-    let tmp = next.join("target.new");
-    fs::write(&tmp, base_label).at(&tmp)?;
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
-    let target = next.join(TARGET);
-    fs::rename(&tmp, &target).at(&target)?;
-    fsutil::sync_dir(&next).at(&next)?;
-    fsutil::sync_dir(private).at(private)
+/// Make the `next/` areas of several containers durable (one `syncfs` of
+/// the store's file system) and name the base each belongs to (`target`,
+/// written after, made durable by a second `syncfs`). After this, the caller
+/// commits the records; then [`settle`] installs each.
+pub(crate) fn seal_all(store_root: &Path, areas: &[(&Path, String)]) -> Result<()> {
+    fsutil::sync_fs(store_root).at(store_root)?;
+    for (private, label) in areas {
+        let next = next_dir(private);
+        let tmp = next.join("target.new");
+        fs::write(&tmp, label).at(&tmp)?;
+        let target = next.join(TARGET);
+        fs::rename(&tmp, &target).at(&target)?;
+    }
+    fsutil::sync_fs(store_root).at(store_root)
 }
 
 /// Finish or discard a replacement left by a crash (see the module
 /// documentation). Call with the container's mount lock held. Returns true
 /// when a replacement was installed.
-pub fn settle(private: &Path, rec: &ContainerRecord) -> Result<bool> {
+pub(crate) fn settle(private: &Path, rec: &ContainerRecord) -> Result<bool> {
     let next = next_dir(private);
     match fs::symlink_metadata(&next) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -111,13 +113,20 @@ fn install(private: &Path, next: &Path) -> Result<()> {
     sweep(private)
 }
 
-/// Remove the replaced directories (`<item>.old`), now garbage.
+/// Remove the replaced directories (`<item>.old`), now garbage: parked for
+/// the background reaper (`store::reap`) when the store's `tmp/` is beside
+/// `private/`, else removed here.
 fn sweep(private: &Path) -> Result<()> {
+    let store_root = private.parent().and_then(Path::parent);
     for e in fs::read_dir(private).at(private)? {
         let e = e.at(private)?;
         if e.file_name().to_string_lossy().ends_with(".old") && e.file_type().at(e.path())?.is_dir()
         {
-            fstree::remove(&e.path()).at(e.path())?;
+            let parked =
+                store_root.is_some_and(|root| crate::store::reap::park(root, &e.path()).is_ok());
+            if !parked {
+                fstree::remove(&e.path()).at(e.path())?;
+            }
         }
     }
     Ok(())

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::container::base::base_nodes;
 use crate::container::inode::{Content, Ino, InodeAttrs, ROOT, Time};
-use crate::container::journal::{Journal, Record};
+use crate::container::journal::{self, Record};
 use crate::container::view::{Pick, View};
 use crate::store::Result;
 use crate::store::error::IoContext;
@@ -20,7 +20,8 @@ use crate::store::manifest::{Kind, Manifest, split_path};
 /// `data/` of the tree `picks` (sorted by path, parents first: entries of
 /// `new`, the base, or of `view`, the container's current tree) on base
 /// `new`. Unchanged base inodes cost nothing; every other inode is one record.
-pub fn write_fuse_state(
+/// Nothing is synced: the caller makes the area durable (`pending::seal_all`).
+pub(crate) fn write_fuse_state(
     new: &Manifest,
     view: &View,
     picks: &[(Vec<u8>, Pick)],
@@ -147,10 +148,7 @@ pub fn write_fuse_state(
             Err(e) => return Err(e).at(&to),
         }
     }
-    fsutil::sync_dir(&data).at(&data)?;
-    let (mut journal, _) = Journal::open(dest)?;
-    journal.compact(&recs)?;
-    Ok(())
+    journal::write_state(dest, &recs)
 }
 
 /// Inode attributes of a container's entry taken over as it is.

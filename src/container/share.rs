@@ -23,7 +23,7 @@ use crate::store::error::IoContext;
 use crate::store::hash::Hash;
 
 /// How often a daemon looks for a request.
-pub const POLL: Duration = Duration::from_millis(200);
+pub(crate) const POLL: Duration = Duration::from_millis(200);
 
 /// What identifies the bytes of a data file that was hashed: any write or
 /// truncate moves its mtime or ctime.
@@ -46,7 +46,7 @@ impl Stamp {
 
 /// One inode to share again.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShareRequest {
+pub(crate) struct ShareRequest {
     pub ino: Ino,
     pub hash: Hash,
     pub stamp: Stamp,
@@ -62,7 +62,11 @@ fn done_path(private: &Path) -> PathBuf {
 
 /// Hand `reqs` to the daemon of the container whose area is `private`, and
 /// wait (up to `timeout`) for its answer: how many it applied.
-pub fn request(private: &Path, reqs: &[ShareRequest], timeout: Duration) -> Result<Option<u64>> {
+pub(crate) fn request(
+    private: &Path,
+    reqs: &[ShareRequest],
+    timeout: Duration,
+) -> Result<Option<u64>> {
     let done = done_path(private);
     let _ = fs::remove_file(&done);
     let mut text = String::new();
@@ -96,7 +100,7 @@ pub fn request(private: &Path, reqs: &[ShareRequest], timeout: Duration) -> Resu
 }
 
 /// The pending request of a container, if any (read by its daemon).
-pub fn take(private: &Path) -> Option<Vec<ShareRequest>> {
+pub(crate) fn take(private: &Path) -> Option<Vec<ShareRequest>> {
     let text = fs::read_to_string(req_path(private)).ok()?;
     let mut out = Vec::new();
     for line in text.lines() {
@@ -125,10 +129,55 @@ pub fn take(private: &Path) -> Option<Vec<ShareRequest>> {
 }
 
 /// Answer a request: `applied` of `asked`, then remove it.
-pub fn answer(private: &Path, applied: u64, asked: u64) {
+pub(crate) fn answer(private: &Path, applied: u64, asked: u64) {
     let done = done_path(private);
     if let Err(e) = fs::write(&done, format!("applied {applied} of {asked}\n")) {
         log::warn!("{}: {e}", done.display());
     }
     let _ = fs::remove_file(req_path(private));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_reads_back_as_written() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let r = ShareRequest {
+            ino: 42,
+            hash: Hash::of(b"x"),
+            stamp: Stamp {
+                size: 7,
+                mtime_ns: 1_700_000_000_123_456_789,
+                ctime_ns: -5,
+            },
+        };
+        // Nobody answers: the request is withdrawn after the timeout.
+        assert_eq!(
+            request(d.path(), std::slice::from_ref(&r), Duration::ZERO).expect("request"),
+            None
+        );
+        fs::write(
+            req_path(d.path()),
+            format!("{} {} 7 1700000000123456789 -5\n", r.ino, r.hash.to_hex()),
+        )
+        .expect("write");
+        assert_eq!(take(d.path()), Some(vec![r]));
+        answer(d.path(), 1, 1);
+        assert!(take(d.path()).is_none());
+    }
+
+    proptest::proptest! {
+        /// Whatever a request file holds, reading it never panics and yields
+        /// at most one request per line.
+        #[test]
+        fn any_request_file_parses_without_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let d = tempfile::tempdir().expect("tempdir");
+            fs::write(req_path(d.path()), &data).expect("write");
+            if let Some(reqs) = take(d.path()) {
+                proptest::prop_assert!(reqs.len() <= data.iter().filter(|&&b| b == b'\n').count() + 1);
+            }
+        }
+    }
 }

@@ -36,7 +36,7 @@ use crate::store::objects;
 
 /// Write `next/upper` and `next/work` for the tree `picks` (entries of `new`
 /// and of `view`, sorted by path) over the image of `new`.
-pub fn write_upper(
+pub(crate) fn write_upper(
     store: &Store,
     new: &Manifest,
     view: &View,

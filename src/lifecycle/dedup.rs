@@ -38,8 +38,8 @@ use crate::container::view::{self, View};
 use crate::container::{self, upper_view};
 use crate::ingest::{NoProgress, ObjectSink};
 use crate::lifecycle::merge;
-use crate::lifecycle::rebase::{install, private_of};
-use crate::lifecycle::{IsMounted, hold};
+use crate::lifecycle::rebase::{Staged, Switch, install, private_of, stage};
+use crate::lifecycle::{IsMounted, Run, hold};
 use crate::store::Store;
 use crate::store::catalog::{Backend, Catalog, ContainerRecord};
 use crate::store::error::{Error, IoContext, Result};
@@ -195,9 +195,10 @@ fn same_path(s: &Subject, f: &PrivateFile) -> bool {
 pub fn dedup(
     store: &Store,
     names: &[String],
-    dry_run: bool,
+    run: Run,
     mounted: IsMounted<'_>,
 ) -> Result<DedupSummary> {
+    let dry_run = run == Run::DryRun;
     let started = Instant::now();
     let names = if names.is_empty() {
         all_names(store)?
@@ -206,8 +207,12 @@ pub fn dedup(
     };
     let mut sum = DedupSummary::default();
     let mut subjects = Vec::new();
-    for ct in &names {
-        match hold(store, ct, "dedup", mounted) {
+    let taken: Vec<(&String, Result<crate::lifecycle::Held>)> = names
+        .par_iter()
+        .map(|ct| (ct, hold(store, ct, "dedup", mounted)))
+        .collect();
+    for (ct, taken) in taken {
+        match taken {
             Ok(h) => subjects.push(Subject {
                 rec: h.rec.clone(),
                 base: h.base.clone(),
@@ -229,9 +234,16 @@ pub fn dedup(
             Err(e) => return Err(e),
         }
     }
+    let took = || started.elapsed().as_secs_f64();
+    log::info!("dedup: {} containers read: {:.3} s", subjects.len(), took());
     let session = Session::begin(store)?;
     let sink = ObjectSink::new(&session, &NoProgress);
     let p = plan(&subjects, &mut |h, size| session.pin_and_check(h, size))?;
+    log::info!(
+        "dedup: {} private files hashed and planned: {:.3} s",
+        p.files.len(),
+        took()
+    );
     if !dry_run {
         for (&h, &k) in &p.to_store {
             let f = &p.files[k];
@@ -240,6 +252,11 @@ pub fn dedup(
             sink.store_file(&f.path, &file, &segs, f.size, h)?;
         }
         session.publish()?;
+        log::info!(
+            "dedup: {} objects published: {:.3} s",
+            p.to_store.len(),
+            took()
+        );
         fsutil::failpoint_io("dedup-published").at(store.root())?;
         // References first, while the session still pins the objects.
         let db = Catalog::open(store)?;
@@ -272,7 +289,7 @@ pub fn dedup(
         let (mut files, mut bytes) = (sizes.len() as u64, sizes.values().sum::<u64>());
         if !dry_run && files > 0 {
             match &s.held {
-                Some(h) => rewrite(store, h, by_inode, &hashes)?,
+                Some(_) => {} // staged and installed together below
                 None => {
                     let reqs: Vec<ShareRequest> = p
                         .files
@@ -311,6 +328,19 @@ pub fn dedup(
         row.private_files_after = files_before - files.min(files_before);
         row.private_bytes_after = bytes_before.saturating_sub(bytes);
         sum.containers.push(row);
+    }
+    // The held containers' new areas: written in parallel, made durable
+    // with one syncfs, installed.
+    if !dry_run {
+        let staged: Vec<Staged> = subjects
+            .par_iter()
+            .zip(&p.per_ct)
+            .filter(|(_, by_inode)| !by_inode.is_empty())
+            .filter_map(|(s, by_inode)| s.held.as_ref().map(|h| (h, by_inode)))
+            .map(|(h, by_inode)| stage_shared(store, h, by_inode, &hashes))
+            .collect::<Result<_>>()?;
+        install(store, &staged, Switch::AreaOnly)?;
+        log::info!("dedup: {} areas rewritten: {:.3} s", staged.len(), took());
     }
     drop(session);
     let again: u64 = sum.containers.iter().map(|c| c.shared_again_bytes).sum();
@@ -386,14 +416,15 @@ fn read_mounted(store: &Store, ct: &str) -> Result<Option<Subject>> {
     }))
 }
 
-/// Rewrite a held container's area with `by_inode` shared (a merge onto its
-/// own base, so files equal to their base path become base inodes again).
-fn rewrite(
+/// A held container's area with `by_inode` shared, staged for install (a
+/// merge onto its own base, so files equal to their base path become base
+/// inodes again).
+fn stage_shared(
     store: &Store,
     h: &crate::lifecycle::Held,
     by_inode: &HashMap<u64, Hash>,
     hashes: &HashMap<PathBuf, Hash>,
-) -> Result<()> {
+) -> Result<Staged> {
     let mut after: View = h.view.clone();
     for e in &mut after.entries {
         if let Some(&hash) = by_inode.get(&e.inode) {
@@ -409,5 +440,5 @@ fn rewrite(
     };
     let merged = merge::merge(&h.base, &h.base, &after, &hash)?;
     let after = merged.view_after(&after);
-    install(store, &h.private, &h.rec, &h.base, &after, &merged.picks)
+    stage(store, &h.private, &h.rec, &h.base, &after, &merged.picks)
 }

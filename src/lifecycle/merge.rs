@@ -185,20 +185,16 @@ pub fn merge(
     // A directory whose entries the container changed keeps its mtime where
     // its other attributes are the new base's (its entries merge anyway).
     for (p, slot) in result.iter_mut() {
-        let (Some(Pick::Base(ni_p)), Some(&ci_p), Some(&oi_p)) =
-            (slot.0, ci.get(p.as_slice()), oi.get(p.as_slice()))
-        else {
+        let (Some(Pick::Base(ni_p)), Some(&ci_p)) = (slot.0, ci.get(p.as_slice())) else {
             continue;
         };
-        let (c_e, n_e, o_e) = (
-            &c.entries[ci_p].entry,
-            &new.entries[ni_p],
-            &old.entries[oi_p],
-        );
-        if c_e.kind == Kind::Dir
-            && same_meta(c_e, n_e)
-            && (c_e.mtime_sec, c_e.mtime_nsec) != (o_e.mtime_sec, o_e.mtime_nsec)
-        {
+        let (c_e, n_e) = (&c.entries[ci_p].entry, &new.entries[ni_p]);
+        // Touched: made by the container, or its entries changed.
+        let touched = oi
+            .get(p.as_slice())
+            .map(|&i| &old.entries[i])
+            .is_none_or(|o_e| (c_e.mtime_sec, c_e.mtime_nsec) != (o_e.mtime_sec, o_e.mtime_nsec));
+        if c_e.kind == Kind::Dir && same_meta(c_e, n_e) && touched {
             slot.0 = Some(Pick::Own(ci_p));
         }
     }

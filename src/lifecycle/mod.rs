@@ -24,8 +24,15 @@ use crate::store::lock;
 use crate::store::manifest::Manifest;
 use crate::store::name;
 
+/// Whether a command changes anything or only says what it would do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    Apply,
+    DryRun,
+}
+
 /// Whether a container is mounted (asked of its backend by the caller).
-pub type IsMounted<'a> = &'a dyn Fn(&ContainerRecord) -> Result<bool>;
+pub type IsMounted<'a> = &'a (dyn Fn(&ContainerRecord) -> Result<bool> + Sync);
 
 /// An unmounted container held for a change: its mount lock (no mount starts
 /// meanwhile), its record, its base manifest and its current view.

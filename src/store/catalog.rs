@@ -298,12 +298,14 @@ impl Catalog {
         Ok(raw.map(|v| decode_refs(&v)).unwrap_or_default())
     }
 
-    /// Switch a container to another base, with the objects it refers to
-    /// beyond that base, in one synced batch (the commit point of a rebase).
-    pub fn rebase_container(&self, rec: &ContainerRecord, refs: &[Hash]) -> Result<()> {
+    /// Switch containers to other bases, each with the objects it refers to
+    /// beyond its base, in one synced batch (the commit point of a rebase).
+    pub fn rebase_containers(&self, recs: &[(&ContainerRecord, &[Hash])]) -> Result<()> {
         let mut batch = WriteBatch::default();
-        batch.put([b"c/", rec.name.as_bytes()].concat(), rec.encode());
-        batch.put(refs_key(&rec.name), encode_refs(refs));
+        for (rec, refs) in recs {
+            batch.put([b"c/", rec.name.as_bytes()].concat(), rec.encode());
+            batch.put(refs_key(&rec.name), encode_refs(refs));
+        }
         self.write(batch)
     }
 

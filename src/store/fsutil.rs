@@ -105,7 +105,10 @@ pub fn hash_segments(file: &File, segments: &[(u64, u64)], size: u64) -> io::Res
     use std::os::unix::fs::FileExt;
     static ZEROS: [u8; 1 << 16] = [0u8; 1 << 16];
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // Up to 1 MiB, never more than the largest segment: small files are the
+    // common case and a zeroed 1 MiB buffer each would cost more than them.
+    let largest = segments.iter().map(|s| s.1).max().unwrap_or(0);
+    let mut buf = vec![0u8; largest.clamp(1, 1 << 20) as usize];
     let mut pos = 0u64;
     let feed_zeros = |hasher: &mut blake3::Hasher, mut n: u64| {
         while n > 0 {

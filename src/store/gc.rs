@@ -101,6 +101,8 @@ pub fn gc(store: &Store) -> Result<GcSummary> {
     let _lock = lock(store)?;
     let started = std::time::SystemTime::now();
     let mut sum = GcSummary::default();
+    // Replaced private areas a crash left parked.
+    crate::store::reap::reap(store)?;
     let (first, dead) = reachable(store)?;
     for d in dead {
         fs::remove_dir_all(&d).at(&d)?;

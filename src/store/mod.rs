@@ -36,6 +36,7 @@ pub(crate) mod lock;
 pub mod manifest;
 pub mod name;
 pub mod objects;
+pub mod reap;
 pub mod records;
 pub mod report;
 pub(crate) mod session;
