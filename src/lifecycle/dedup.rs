@@ -39,7 +39,7 @@ use crate::container::{self, upper_view};
 use crate::ingest::{NoProgress, ObjectSink};
 use crate::lifecycle::merge;
 use crate::lifecycle::rebase::{Staged, Switch, install, private_of, stage};
-use crate::lifecycle::{IsMounted, Run, hold};
+use crate::lifecycle::{IsMounted, Run, hold_all};
 use crate::store::Store;
 use crate::store::catalog::{Backend, Catalog, ContainerRecord};
 use crate::store::error::{Error, IoContext, Result};
@@ -207,11 +207,7 @@ pub fn dedup(
     };
     let mut sum = DedupSummary::default();
     let mut subjects = Vec::new();
-    let taken: Vec<(&String, Result<crate::lifecycle::Held>)> = names
-        .par_iter()
-        .map(|ct| (ct, hold(store, ct, "dedup", mounted)))
-        .collect();
-    for (ct, taken) in taken {
+    for (ct, taken) in hold_all(store, &names, "dedup", mounted)? {
         match taken {
             Ok(h) => subjects.push(Subject {
                 rec: h.rec.clone(),
@@ -219,7 +215,7 @@ pub fn dedup(
                 view: h.view.clone(),
                 held: Some(h),
             }),
-            Err(Error::MountedRefused { .. }) => match read_mounted(store, ct)? {
+            Err(Error::MountedRefused { .. }) => match read_mounted(store, &ct)? {
                 Some(s) => subjects.push(s),
                 None => sum.containers.push(DedupContainer {
                     container: ct.clone(),

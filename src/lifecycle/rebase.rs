@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::container::{pending, restate, upper_write, view};
 use crate::lifecycle::merge::{self, MergeReport, Pick};
-use crate::lifecycle::{IsMounted, Run, hold};
+use crate::lifecycle::{IsMounted, Run, hold_all};
 use crate::store::Store;
 use crate::store::catalog::{Backend, Catalog, ContainerRecord, TemplateRecord};
 use crate::store::error::IoContext;
@@ -69,9 +69,13 @@ pub fn rebase(
     drop(db);
     let mut results: Vec<(String, Result<RebaseOutcome>)> = Vec::new();
     let mut planned = Vec::new();
-    let plans: Vec<_> = cts
-        .par_iter()
-        .map(|ct| (ct, plan_one(store, ct, &target, &new, run, mounted, known)))
+    let held = hold_all(store, cts, "rebase", mounted)?;
+    let plans: Vec<_> = held
+        .into_par_iter()
+        .map(|(ct, held)| {
+            let plan = held.and_then(|h| plan_one(h, &target, &new, run, known));
+            (ct, plan)
+        })
         .collect();
     for (ct, plan) in plans {
         match plan {
@@ -105,17 +109,14 @@ pub fn rebase(
 /// Take and merge one container: `Ok(Err(outcome))` when there is nothing to
 /// do (already on that version).
 fn plan_one(
-    store: &Store,
-    ct: &str,
+    held: crate::lifecycle::Held,
     target: &TemplateRecord,
     new: &Manifest,
     run: Run,
-    mounted: IsMounted<'_>,
     known: &HashMap<PathBuf, Hash>,
 ) -> Result<std::result::Result<Planned, RebaseOutcome>> {
-    let held = hold(store, ct, "rebase", mounted)?;
     let mut out = RebaseOutcome {
-        container: ct.to_string(),
+        container: held.rec.name.clone(),
         from: held.rec.base_label(),
         to: target.label(),
         dry_run: run == Run::DryRun,
