@@ -134,8 +134,8 @@ pub enum Command {
         json: bool,
     },
     /// Share again the private files of containers whose bytes equal a stored
-    /// object or another container's private file (unmounted containers;
-    /// mounted ones are skipped and listed).
+    /// object or another container's private file (mounted FUSE containers
+    /// through their daemon; mounted kernel containers are skipped and listed).
     Dedup {
         /// Containers (all when none is named).
         names: Vec<String>,

@@ -41,7 +41,7 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                     "no container to rebase: name containers or give --from NAME@VERSION"
                 );
             }
-            let mounted = |r: &ContainerRecord| mount::is_mounted(&st, r);
+            let mounted = |r: &ContainerRecord| mount::is_served(&st, r);
             let mut done: Vec<RebaseOutcome> = Vec::new();
             let mut failed = 0;
             let results = lifecycle::rebase::rebase(
@@ -81,7 +81,7 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
             json,
         } => {
             let st = open_for_write(root)?;
-            let mounted = |r: &ContainerRecord| mount::is_mounted(&st, r);
+            let mounted = |r: &ContainerRecord| mount::is_served(&st, r);
             let bar = output::IngestBar::new();
             let (sum, hashed) = lifecycle::commit::commit(&st, &container, &name, &bar, &mounted)
                 .with_context(|| {
@@ -146,7 +146,12 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
             json,
         } => {
             let st = open_for_write(root)?;
-            let mounted = |r: &ContainerRecord| mount::is_mounted(&st, r);
+            let mounted = |r: &ContainerRecord| mount::is_served(&st, r);
+            let mut seen = std::collections::HashSet::new();
+            let names: Vec<String> = names
+                .into_iter()
+                .filter(|c| seen.insert(c.clone()))
+                .collect();
             let sum = lifecycle::dedup::dedup(&st, &names, run_mode(dry_run), &mounted)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&sum)?);

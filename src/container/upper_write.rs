@@ -118,6 +118,19 @@ pub(crate) fn write_upper(
             continue;
         }
         match (e.kind, &v.private, e.hash) {
+            // A copied-up member of a template hardlink group carries
+            // overlayfs's `nlink`/`origin` for the old image: a link would
+            // take them along (and tie the new upper to the old one), so its
+            // bytes are copied into a fresh file.
+            (Kind::File, Some(src), _) if has_nlink(src) => {
+                let from = fs::File::open(src).at(src)?;
+                let len = from.metadata().at(src)?.len();
+                let segs = fsutil::data_segments(&from, len).at(src)?;
+                let out = fs::File::create(&dest).at(&dest)?;
+                fsutil::copy_segments(&from, &out, &segs, len).at(&dest)?;
+                drop(out);
+                set_attrs(&dest, e, &[])?;
+            }
             (Kind::File, Some(src), _) => match fs::hard_link(src, &dest) {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -253,6 +266,12 @@ impl Writer {
         self.made_dirs.insert(p.to_vec(), entry_of(pick).clone());
         Ok(())
     }
+}
+
+/// The upper file carries overlayfs's hardlink-group count.
+fn has_nlink(p: &Path) -> bool {
+    let mut buf = [0u8; 64];
+    rustix::fs::lgetxattr(p, "trusted.overlay.nlink", &mut buf).is_ok()
 }
 
 fn mknod(path: &Path, kind: Kind, mode: u32, rdev: u64) -> Result<()> {

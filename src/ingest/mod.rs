@@ -85,7 +85,8 @@ pub fn ingest(
     // still pinned), its hash committed with the template, its file written
     // after. A tree the kernel cannot show stays a good template for FUSE.
     let mut image_warning = None;
-    let image = match image::render(store, &manifest, name) {
+    // Pinned by the session: a gc in its window is waited for.
+    let image = match image::render_pinned(store, &manifest, name, image::Pinned::BesideGc) {
         Ok(bytes) => Some(bytes),
         Err(e @ Error::Image { .. }) => {
             image_warning = Some(format!(

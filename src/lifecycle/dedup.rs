@@ -45,6 +45,7 @@ use crate::store::catalog::{Backend, Catalog, ContainerRecord};
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::fsutil;
 use crate::store::hash::Hash;
+use crate::store::integrity::ObjectChecker;
 use crate::store::manifest::Manifest;
 use crate::store::session::Session;
 
@@ -215,13 +216,13 @@ pub fn dedup(
                 view: h.view.clone(),
                 held: Some(h),
             }),
-            Err(Error::MountedRefused { .. }) => match read_mounted(store, &ct)? {
+            Err(Error::MountedRefused { .. }) => match read_mounted(store, &ct, mounted)? {
                 Some(s) => subjects.push(s),
                 None => sum.containers.push(DedupContainer {
                     container: ct.clone(),
                     mounted: true,
                     skipped: Some(
-                        "a mounted kernel container: overlayfs forbids changing its upper directory under the mount; unmount it to dedup it"
+                        "a mounted kernel container (overlayfs forbids changing its upper directory under the mount), or one another command holds; unmount it or retry"
                             .into(),
                     ),
                     ..DedupContainer::default()
@@ -234,7 +235,12 @@ pub fn dedup(
     log::info!("dedup: {} containers read: {:.3} s", subjects.len(), took());
     let session = Session::begin(store)?;
     let sink = ObjectSink::new(&session, &NoProgress);
-    let p = plan(&subjects, &mut |h, size| session.pin_and_check(h, size))?;
+    // A stored object counts only when its bytes hash to its name: private
+    // bytes are never dropped for a damaged copy (a new copy replaces it).
+    let checker = ObjectChecker::new(store);
+    let p = plan(&subjects, &mut |h, size| {
+        Ok(session.pin_and_check(h, size)? && checker.open_checked(h, size).is_ok())
+    })?;
     log::info!(
         "dedup: {} private files hashed and planned: {:.3} s",
         p.files.len(),
@@ -392,13 +398,14 @@ fn all_names(store: &Store) -> Result<Vec<String>> {
         .collect())
 }
 
-/// A mounted FUSE container as it is now (`None` for a kernel one).
-fn read_mounted(store: &Store, ct: &str) -> Result<Option<Subject>> {
+/// A mounted FUSE container as it is now; `None` for a kernel one, or for
+/// one that is not mounted but held by another command (a rebase).
+fn read_mounted(store: &Store, ct: &str, mounted: IsMounted<'_>) -> Result<Option<Subject>> {
     let db = Catalog::open_read_only(store)?;
     let rec = db
         .container(ct)?
         .ok_or_else(|| Error::ContainerNotFound(ct.to_string()))?;
-    if rec.backend != Backend::Fuse {
+    if rec.backend != Backend::Fuse || !mounted(&rec)? {
         return Ok(None);
     }
     let base = db.manifest(&rec.template, rec.version)?;

@@ -116,8 +116,9 @@ pub fn hold_all(
         .into_par_iter()
         .map(|(ct, t)| {
             let held = t.and_then(|(lock, rec)| {
-                // A FUSE container is unmounted when its lock could be taken;
-                // a kernel one when no mount of it is in any mount table.
+                // A FUSE container is unmounted when its lock could be taken
+                // (its daemon holds it for life); a kernel one when no mount
+                // of it is in any mount namespace.
                 if rec.backend == Backend::Kernel && mounted(&rec)? {
                     return Err(refused(&ct));
                 }

@@ -216,6 +216,16 @@ pub fn mount(store: &Store, ct: &str, given: Option<&Path>, opts: MountOptions) 
     Ok(mnt)
 }
 
+/// Whether any mount of the container exists, in any mount namespace (for
+/// commands that change a container's area while it is not held by a
+/// daemon: rebase, commit, dedup). Unlike [`is_mounted`] it does not take a
+/// FUSE container's lock as the sign of a mount: the caller may hold it.
+pub fn is_served(store: &Store, rec: &ContainerRecord) -> Result<bool> {
+    let name = fsname(store, &rec.name);
+    Ok(mountinfo::find_source(&name).is_some()
+        || mountinfo::find_source_in_any_namespace(&name).is_some())
+}
+
 /// Remove container `ct` (refused while it is mounted, by either backend).
 pub fn destroy(store: &Store, ct: &str) -> Result<()> {
     container::destroy(store, ct, &|rec| match rec.backend {

@@ -303,6 +303,12 @@ impl Catalog {
     pub fn rebase_containers(&self, recs: &[(&ContainerRecord, &[Hash])]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for (rec, refs) in recs {
+            // Under the catalog lock: a `templates rm` of the base either
+            // happened (refused here) or waits and sees the container.
+            let key = tkey(b't', &rec.template, rec.version);
+            if self.db.get(&key).map_err(|e| self.db_err(e))?.is_none() {
+                return Err(Error::TemplateNotFound(rec.base_label()));
+            }
             batch.put([b"c/", rec.name.as_bytes()].concat(), rec.encode());
             batch.put(refs_key(&rec.name), encode_refs(refs));
         }

@@ -165,6 +165,13 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         match db.containers() {
             Ok(cs) => {
                 for c in cs {
+                    if db.manifest(&c.template, c.version).is_err() {
+                        rep.bad_records.push(format!(
+                            "container {}: its base {} is missing",
+                            c.name,
+                            c.base_label()
+                        ));
+                    }
                     if c.backend == Backend::Kernel {
                         kernel_containers_of
                             .entry(c.base_label())

@@ -45,11 +45,33 @@ pub fn path_for(store: &Store, digest: &Hash) -> PathBuf {
     images_dir(store).join(format!("{}.v{WRITER}.erofs", digest.to_hex()))
 }
 
+/// Whether a missing object may be one a running gc parked (see [`render`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinned {
+    /// The caller pins every object of the manifest (an ingest's session): a
+    /// missing one is in the trash of a gc between its two passes, and is
+    /// back when that gc ends: wait for it.
+    BesideGc,
+    /// The caller holds the gc lock (verify) or pins nothing: missing is missing.
+    No,
+}
+
 /// The image bytes of template `label`'s manifest `m`. Small files are read
 /// from their objects, which must match their hash and size.
 pub fn render(store: &Store, m: &Manifest, label: &str) -> Result<Vec<u8>> {
+    render_pinned(store, m, label, Pinned::No)
+}
+
+/// [`render`], for a caller whose objects are pinned (see [`Pinned`]).
+pub fn render_pinned(store: &Store, m: &Manifest, label: &str, pinned: Pinned) -> Result<Vec<u8>> {
     let mut small = |h: &Hash, size: u64| -> Result<Vec<u8>> {
-        let f = objects::open(store, h)?;
+        let f = match objects::open(store, h) {
+            Err(Error::MissingObject(_)) if pinned == Pinned::BesideGc => {
+                drop(crate::store::gc::lock(store)?);
+                objects::open(store, h)?
+            }
+            r => r?,
+        };
         let mut buf = Vec::with_capacity(size as usize);
         Read::take(f, INLINE_MAX + 1)
             .read_to_end(&mut buf)
