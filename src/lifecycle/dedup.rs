@@ -36,7 +36,6 @@ use serde::Serialize;
 use crate::container::share::{self, ShareRequest, Stamp};
 use crate::container::view::{self, View};
 use crate::container::{self, upper_view};
-use crate::ingest::{NoProgress, ObjectSink};
 use crate::lifecycle::merge;
 use crate::lifecycle::rebase::{Staged, Switch, install, private_of, stage};
 use crate::lifecycle::{IsMounted, Run, hold_all};
@@ -234,7 +233,6 @@ pub fn dedup(
     let took = || started.elapsed().as_secs_f64();
     log::info!("dedup: {} containers read: {:.3} s", subjects.len(), took());
     let session = Session::begin(store)?;
-    let sink = ObjectSink::new(&session, &NoProgress);
     // A stored object counts only when its bytes hash to its name: private
     // bytes are never dropped for a damaged copy (a new copy replaces it).
     let checker = ObjectChecker::new(store);
@@ -247,11 +245,22 @@ pub fn dedup(
         took()
     );
     if !dry_run {
+        // Staged whether or not a file of that name exists: one that does is
+        // damaged (its bytes did not hash to its name), and publishing
+        // replaces it.
         for (&h, &k) in &p.to_store {
             let f = &p.files[k];
             let file = File::open(&f.path).at(&f.path)?;
             let segs = fsutil::data_segments(&file, f.size).at(&f.path)?;
-            sink.store_file(&f.path, &file, &segs, f.size, h)?;
+            let (staged, out) = session.stage_file()?;
+            fsutil::copy_segments(&file, &out, &segs, f.size).at(&staged)?;
+            if Hash::from(fsutil::hash_mapped(&out).at(&staged)?) != h {
+                return Err(Error::Changed {
+                    path: f.path.clone(),
+                    what: "content changed while dedup copied it",
+                });
+            }
+            session.staged(staged, h);
         }
         session.publish()?;
         log::info!(

@@ -829,3 +829,89 @@ fn dedup_of_mounted_containers_and_the_report() {
     let v = vz_ok(&store, &["verify"]);
     assert!(v.contains("clean"), "{v}");
 }
+
+/// Regressions of the adversarial pass. A kernel container that wrote a
+/// template hardlink group, moved to a base where another name joins that
+/// group and back: a file it never touched shows its template bytes again.
+#[test]
+fn kernel_rebase_round_trip_with_template_hardlink_groups() {
+    if !require_root("kernel mounts") {
+        return;
+    }
+    let (t, store) = new_store();
+    let (ha, hb) = (t.path().join("ha"), t.path().join("hb"));
+    fs::create_dir_all(&ha).unwrap();
+    fs::create_dir_all(&hb).unwrap();
+    fs::write(ha.join("a"), b"ab content\n").unwrap();
+    fs::hard_link(ha.join("a"), ha.join("b")).unwrap();
+    fs::write(ha.join("c"), b"c content\n").unwrap();
+    fs::write(hb.join("a"), b"ac content\n").unwrap();
+    fs::hard_link(hb.join("a"), hb.join("c")).unwrap();
+    fs::write(hb.join("b"), b"b new\n").unwrap();
+    vz_ok(&store, &["ingest", ha.to_str().unwrap(), "--name", "h"]);
+    vz_ok(&store, &["ingest", hb.to_str().unwrap(), "--name", "h"]);
+    vz_ok(
+        &store,
+        &["create", "k", "--template", "h@1", "--backend", "kernel"],
+    );
+    let m = Mounted::new(&store, "k");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.path.join("a"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"container write\n").unwrap();
+    drop(f);
+    m.umount();
+    vz_ok(&store, &["rebase", "k", "--to", "h@2"]);
+    vz_ok(&store, &["rebase", "k", "--to", "h@1"]);
+    let m = Mounted::new(&store, "k");
+    assert_eq!(fs::read(m.path.join("c")).unwrap(), b"c content\n");
+    assert_eq!(
+        fs::read(m.path.join("a")).unwrap(),
+        b"ab content\ncontainer write\n"
+    );
+    assert_eq!(
+        fs::read(m.path.join("b")).unwrap(),
+        b"ab content\ncontainer write\n"
+    );
+    m.umount();
+}
+
+/// Dedup never drops a container's private bytes for a damaged object: the
+/// container's copy replaces it (two holders), and the file reads right.
+#[test]
+fn dedup_does_not_trust_a_damaged_object() {
+    if !require_root("mounts") {
+        return;
+    }
+    let (_t, store, _src) = fixture_store();
+    vz_ok(&store, &["create", "a", "b", "--template", "fx"]);
+    let bytes = noise(4, 9_000); // usr/bin/ping's bytes: an object
+    for ct in ["a", "b"] {
+        let m = Mounted::new(&store, ct);
+        write_file(&m.path.join("etc/copy"), &bytes, 0o644);
+        m.umount();
+    }
+    let obj = store.join("objects").join({
+        let h = blake3::hash(&bytes).to_hex().to_string();
+        format!("{}/{}", &h[..2], &h[2..])
+    });
+    let mut damaged = bytes.clone();
+    damaged[0] ^= 1;
+    fs::set_permissions(&obj, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&obj, &damaged).unwrap();
+    fs::set_permissions(&obj, fs::Permissions::from_mode(0o444)).unwrap();
+    vz_ok(&store, &["dedup"]);
+    assert!(
+        fs::read(&obj).unwrap() == bytes,
+        "the object was not replaced by the good copy"
+    );
+    let m = Mounted::new(&store, "a");
+    assert!(
+        fs::read(m.path.join("etc/copy")).unwrap() == bytes,
+        "etc/copy reads wrong"
+    );
+    m.umount();
+    let v = vz_ok(&store, &["verify"]);
+    assert!(v.contains("clean"), "{v}");
+}
