@@ -33,6 +33,8 @@ pub fn run() -> Result<ExitCode> {
         | Command::Gc
         | Command::Report { .. }) => store_cmds::run(&root, c),
         Command::Reap => {
+            // Background work: give way to the commands that started it.
+            let _ = rustix::process::setpriority_process(None, 19);
             vzstore::store::reap::reap(&Store::open(&root)?)?;
             Ok(ExitCode::SUCCESS)
         }
