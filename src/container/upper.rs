@@ -35,35 +35,5 @@ pub(crate) fn create(private: &Path, root: &Entry) -> Result<()> {
     let work = work_dir(private);
     fsutil::create_private_dir(&upper).at(&upper)?;
     fsutil::create_private_dir(&work).at(&work)?;
-    let xattrs: Vec<(Vec<u8>, Vec<u8>)> = root
-        .xattrs
-        .iter()
-        .map(|(n, v)| match n.strip_prefix(b"trusted.overlay.") {
-            Some(rest) => ([b"trusted.overlay.overlay.", rest].concat(), v.clone()),
-            None => (n.clone(), v.clone()),
-        })
-        .collect();
-    fsutil::write_xattrs(&upper, &xattrs).at(&upper)?;
-    rustix::fs::chown(
-        &upper,
-        Some(rustix::fs::Uid::from_raw(root.uid)),
-        Some(rustix::fs::Gid::from_raw(root.gid)),
-    )
-    .at(&upper)?;
-    rustix::fs::chmod(&upper, rustix::fs::Mode::from_raw_mode(root.mode & 0o7777)).at(&upper)?;
-    let t = rustix::fs::Timespec {
-        tv_sec: root.mtime_sec,
-        tv_nsec: i64::from(root.mtime_nsec),
-    };
-    let times = rustix::fs::Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        &upper,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .at(&upper)
+    crate::container::upper_write::set_attrs(&upper, root, &[])
 }

@@ -287,7 +287,7 @@ fn mknod(path: &Path, kind: Kind, mode: u32, rdev: u64) -> Result<()> {
 
 /// Owner, mode, xattrs (the template's `trusted.overlay.*` escaped, plus the
 /// overlayfs ones given) and mtime of an upper entry, not following symlinks.
-fn set_attrs(path: &Path, e: &Entry, ovl: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+pub(crate) fn set_attrs(path: &Path, e: &Entry, ovl: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
     rustix::fs::chownat(
         CWD,
         path,

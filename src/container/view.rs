@@ -87,6 +87,21 @@ impl View {
             .filter_map(|(i, e)| e.private.as_deref().map(|p| (i, p)))
     }
 
+    /// This view with the files of the inodes in `by_inode` (every name)
+    /// referring to those objects instead of private files.
+    pub fn with_shared(&self, by_inode: &HashMap<u64, Hash>) -> View {
+        let mut out = self.clone();
+        for e in &mut out.entries {
+            if let Some(&h) = by_inode.get(&e.inode)
+                && e.entry.kind == Kind::File
+            {
+                e.private = None;
+                e.entry.hash = Some(h);
+            }
+        }
+        out
+    }
+
     /// Objects the view refers to.
     pub fn objects(&self) -> impl Iterator<Item = (Hash, u64)> + '_ {
         self.entries
@@ -246,6 +261,15 @@ fn walk(
         });
     }
     Ok(())
+}
+
+/// Hash of a private file: from `known` (hashed earlier in the same
+/// command), else read.
+pub fn hash_known(known: &HashMap<PathBuf, Hash>, path: &Path) -> Result<Hash> {
+    match known.get(path) {
+        Some(h) => Ok(*h),
+        None => hash_private(path).map(|(h, _)| h),
+    }
 }
 
 /// Hash of a private file's bytes (holes read as zeros without reading them).

@@ -437,19 +437,8 @@ fn stage_shared(
     by_inode: &HashMap<u64, Hash>,
     hashes: &HashMap<PathBuf, Hash>,
 ) -> Result<Staged> {
-    let mut after: View = h.view.clone();
-    for e in &mut after.entries {
-        if let Some(&hash) = by_inode.get(&e.inode) {
-            e.private = None;
-            e.entry.hash = Some(hash);
-        }
-    }
-    let hash = |p: &std::path::Path| -> Result<Hash> {
-        match hashes.get(p) {
-            Some(h) => Ok(*h),
-            None => view::hash_private(p).map(|(h, _)| h),
-        }
-    };
+    let after = h.view.with_shared(by_inode);
+    let hash = |p: &std::path::Path| view::hash_known(hashes, p);
     let merged = merge::merge(&h.base, &h.base, &after, &hash)?;
     let after = merged.view_after(&after);
     stage(store, &h.private, &h.rec, &h.base, &after, &merged.picks)

@@ -70,16 +70,7 @@ impl Merged {
             .iter()
             .map(|&(i, h)| (view.entries[i].inode, h))
             .collect();
-        let mut out = view.clone();
-        for e in &mut out.entries {
-            if let Some(&h) = by_inode.get(&e.inode)
-                && e.entry.kind == Kind::File
-            {
-                e.private = None;
-                e.entry.hash = Some(h);
-            }
-        }
-        out
+        view.with_shared(&by_inode)
     }
 }
 

@@ -130,12 +130,7 @@ fn plan_one(
         (out.private_files, out.private_bytes) = private_of(&held.view, 0..held.view.entries.len());
         return Ok(Err(out));
     }
-    let hash = |p: &Path| -> Result<Hash> {
-        match known.get(p) {
-            Some(h) => Ok(*h),
-            None => view::hash_private(p).map(|(h, _)| h),
-        }
-    };
+    let hash = |p: &Path| view::hash_known(known, p);
     let mut merged = merge::merge(&held.base, new, &held.view, &hash)?;
     out.paths = std::mem::take(&mut merged.report);
     let view = merged.view_after(&held.view);
