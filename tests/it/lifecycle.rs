@@ -915,3 +915,191 @@ fn dedup_does_not_trust_a_damaged_object() {
     let v = vz_ok(&store, &["verify"]);
     assert!(v.contains("clean"), "{v}");
 }
+
+/// Injected EIO at each step of a rebase, of a dedup and of a commit: the
+/// command fails naming the error, and the container is wholly before or
+/// (once its commit point passed) wholly after; verify stays clean.
+fn lifecycle_steps_failing_with_eio(b: Backend) {
+    if !require_root("mounts") || !require_failpoints() {
+        return;
+    }
+    let (t, store) = new_store();
+    let mut rng = Rng(91);
+    let (old, new) = (t.path().join("old"), t.path().join("new"));
+    old_tree(&old, &mut rng);
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&old)
+            .arg(&new)
+            .status()
+            .unwrap()
+            .success()
+    );
+    new_tree(&new, &mut rng);
+    vz_ok(&store, &["ingest", old.to_str().unwrap(), "--name", "t"]);
+    vz_ok(&store, &["ingest", new.to_str().unwrap(), "--name", "t"]);
+    for (i, (fp, after_commit)) in [
+        ("rebase-written=return(EIO)", false),
+        ("rebase-committed=return(EIO)", true),
+        ("settle-move=return(EIO)", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ct = format!("c{i}");
+        vz_ok(
+            &store,
+            &["create", &ct, "--template", "t@1", "--backend", b.name()],
+        );
+        let m = Mounted::new(&store, &ct);
+        change_container(&m.path, &mut Rng(500 + i as u64));
+        let before = view(&m.path);
+        m.umount();
+        let err = vz_env_err(
+            &store,
+            &[("FAILPOINTS", fp)],
+            &["rebase", &ct, "--to", "t@2"],
+        );
+        assert!(err.contains("Input/output error"), "{fp}: {err}");
+        let list = vz_ok(&store, &["list"]);
+        let on_new = list
+            .lines()
+            .any(|l| l.starts_with(&ct) && l.contains("t@2"));
+        assert_eq!(on_new, after_commit, "{fp}: {list}");
+        let m = Mounted::new(&store, &ct);
+        let got = view(&m.path);
+        m.umount();
+        if !after_commit {
+            same_view(&format!("{fp}: old"), &got, &before);
+        }
+        assert!(
+            !store.join("private").join(&ct).join("next").exists(),
+            "{fp}: next/ left"
+        );
+        let v = vz_ok(&store, &["verify"]);
+        assert!(v.contains("clean"), "{fp}: {v}");
+    }
+    // Dedup failing after its objects are published: nothing changed.
+    vz_ok(
+        &store,
+        &[
+            "create",
+            "d1",
+            "d2",
+            "--template",
+            "t@1",
+            "--backend",
+            b.name(),
+        ],
+    );
+    let mut views = Vec::new();
+    for ct in ["d1", "d2"] {
+        let m = Mounted::new(&store, ct);
+        write_file(&m.path.join("etc/same"), &noise(93, 50_000), 0o644);
+        views.push(view(&m.path));
+        m.umount();
+    }
+    let err = vz_env_err(
+        &store,
+        &[("FAILPOINTS", "dedup-published=return(EIO)")],
+        &["dedup", "d1", "d2"],
+    );
+    assert!(err.contains("Input/output error"), "{err}");
+    for (ct, v) in ["d1", "d2"].iter().zip(&views) {
+        let m = Mounted::new(&store, ct);
+        same_view(&format!("{ct} after a failed dedup"), &view(&m.path), v);
+        m.umount();
+    }
+    // Commit failing at the catalog write: no template, nothing changed.
+    let err = vz_env_err(
+        &store,
+        &[("FAILPOINTS", "catalog-commit=return(ENOSPC)")],
+        &["commit", "d1", "--name", "app"],
+    );
+    assert!(err.contains("No space left"), "{err}");
+    assert!(
+        !vz_ok(&store, &["templates"]).contains("app@"),
+        "a template was committed"
+    );
+    let v = vz_ok(&store, &["verify"]);
+    assert!(v.contains("clean"), "{v}");
+}
+both_backends!(lifecycle_steps_failing_with_eio);
+
+/// A full disk: rebase, dedup and commit either succeed or fail cleanly; the
+/// container shows its old or its new view, and verify is clean.
+#[test]
+fn lifecycle_on_a_full_disk() {
+    if !require_root("loop devices") {
+        return;
+    }
+    let lfs = LoopFs::new(64);
+    let store = lfs.path.join("store");
+    vz_ok(&store, &["init"]);
+    let t = tempfile::tempdir().unwrap();
+    let mut rng = Rng(97);
+    let (old, new) = (t.path().join("old"), t.path().join("new"));
+    old_tree(&old, &mut rng);
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&old)
+            .arg(&new)
+            .status()
+            .unwrap()
+            .success()
+    );
+    new_tree(&new, &mut rng);
+    vz_ok(&store, &["ingest", old.to_str().unwrap(), "--name", "t"]);
+    vz_ok(&store, &["ingest", new.to_str().unwrap(), "--name", "t"]);
+    vz_ok(&store, &["create", "a", "b", "--template", "t@1"]);
+    let mut views = Vec::new();
+    for ct in ["a", "b"] {
+        let m = Mounted::new(&store, ct);
+        change_container(&m.path, &mut Rng(700));
+        write_file(&m.path.join("etc/same"), &noise(98, 200_000), 0o644);
+        views.push(view(&m.path));
+        m.umount();
+    }
+    let filler = fill_up(&lfs.path);
+    for args in [
+        vec!["dedup"],
+        vec!["commit", "a", "--name", "app"],
+        vec!["rebase", "a", "b", "--to", "t@2"],
+    ] {
+        let out = vz(&store, &args);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+        }
+        for (ct, before) in ["a", "b"].iter().zip(&views) {
+            let list = vz_ok(&store, &["list"]);
+            let moved = list.lines().any(|l| l.starts_with(ct) && l.contains("t@2"));
+            let m = Mounted::new(&store, ct);
+            let got = view(&m.path);
+            m.umount();
+            if !moved {
+                same_view(&format!("{args:?}: {ct}"), &got, before);
+            }
+            assert!(
+                !store.join("private").join(ct).join("next").exists(),
+                "{args:?}: next/ left"
+            );
+        }
+        let v = vz_ok(&store, &["verify"]);
+        assert!(v.contains("clean"), "{args:?}: {v}");
+    }
+    fs::remove_file(filler).unwrap();
+}
+
+/// Run vzstore with `env`, requiring it to fail; its stderr.
+fn vz_env_err(store: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = vz_env(store, env, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "{args:?} with {env:?} succeeded: {err}"
+    );
+    err
+}
