@@ -13,6 +13,7 @@
 //! - [`daemon`]: starting detached daemons, readiness, the mount table.
 //! - [`mount`]: the backend seam and the FUSE backend (fuser).
 
+pub mod archive;
 pub mod container;
 pub mod daemon;
 pub mod ingest;
