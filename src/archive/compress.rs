@@ -107,7 +107,9 @@ impl<R: Read> Read for Guard<R> {
 }
 
 /// A decoded stream of `r`, with the compression found.
-pub fn decoder<R: Read + Send + 'static>(r: R) -> io::Result<(Compression, Box<dyn Read + Send>)> {
+pub fn decoder<'a, R: Read + Send + 'a>(
+    r: R,
+) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
     let mut buffered = BufReader::with_capacity(1 << 20, r);
     let c = Compression::detect(buffered.fill_buf()?);
     if c == Compression::None {
@@ -118,7 +120,7 @@ pub fn decoder<R: Read + Send + 'static>(r: R) -> io::Result<(Compression, Box<d
         r: buffered,
         n: n.clone(),
     };
-    let inner: Box<dyn Read + Send> = match c {
+    let inner: Box<dyn Read + Send + 'a> = match c {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(counted)),
         Compression::Zstd => {
             let mut d = zstd::stream::read::Decoder::with_buffer(counted)?;

@@ -95,6 +95,11 @@ impl<R: Read> TarReader<R> {
         }
     }
 
+    /// The input, positioned after the end-of-archive block.
+    pub fn into_inner(self) -> R {
+        self.r
+    }
+
     /// Bytes of the uncompressed archive consumed so far.
     pub fn position(&self) -> u64 {
         self.pos

@@ -24,13 +24,24 @@ pub struct Args {
 pub enum Command {
     /// Create the store (idempotent; refuses a non-empty directory that is not a store).
     Init,
-    /// Ingest a directory tree as a new version of a template.
+    /// Ingest a tree as a new version of a template: a directory, a tar
+    /// archive (plain, gzip, zstd, xz or bzip2; `-` reads standard input), or
+    /// an OCI image (`oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
+    /// `docker-archive:FILE[:TAG]`).
     Ingest {
-        /// Source directory (a root file system tree).
-        src: PathBuf,
+        /// What to ingest (see above).
+        src: String,
         /// Template name; ingesting an existing name makes the next version (NAME@2...).
         #[arg(long)]
         name: String,
+        /// Directory sources only: move new files into the store instead of
+        /// copying them (for pipelines that throw the tree away; files on
+        /// another file system, or with other hardlinks, are copied).
+        #[arg(long)]
+        consume: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List templates and versions; `templates rm` removes one.
     Templates {

@@ -36,6 +36,25 @@ impl Progress for IngestBar {
     }
 }
 
+/// The ingest summary as JSON (`ingest --json`).
+pub fn ingest_json(s: &IngestSummary) -> serde_json::Value {
+    serde_json::json!({
+        "template": s.record.label(),
+        "name": s.record.name,
+        "version": s.record.version,
+        "source": s.record.source,
+        "entries": s.entries,
+        "files": s.files,
+        "bytes": s.bytes,
+        "new_objects": s.new_objects,
+        "new_bytes": s.new_bytes,
+        "dedup_bytes": s.dedup_bytes,
+        "cache_hits": s.cache_hits,
+        "seconds": s.seconds,
+        "warnings": s.warnings,
+    })
+}
+
 /// The one summary line printed after an ingest.
 pub fn ingest_summary(s: &IngestSummary) -> String {
     let mbps = if s.seconds > 0.0 {

@@ -14,17 +14,29 @@ use super::{open_for_write, output};
 /// Run one store command.
 pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
     match cmd {
-        Command::Ingest { src, name } => {
+        Command::Ingest {
+            src,
+            name,
+            consume,
+            json,
+        } => {
             let st = open_for_write(root)?;
             let bar = output::IngestBar::new();
-            let sum = vzstore::ingest::ingest_dir(&st, &src, &name, &bar).with_context(|| {
-                format!("ingest of {} failed; the store is unchanged", src.display())
-            })?;
+            let sum = vzstore::ingest::source::open(&st, &src, consume)
+                .and_then(|mut source| vzstore::ingest::ingest(&st, source.as_mut(), &name, &bar))
+                .with_context(|| format!("ingest of {src} failed; the store is unchanged"))?;
             bar.finish();
             for w in &sum.warnings {
                 eprintln!("vzstore: warning: {w}");
             }
-            println!("{}", output::ingest_summary(&sum));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::ingest_json(&sum))?
+                );
+            } else {
+                println!("{}", output::ingest_summary(&sum));
+            }
         }
         Command::Templates { cmd: None } => {
             let st = Store::open(root)?;

@@ -102,6 +102,7 @@ pub fn ingest(
         &manifest,
         &tree.stat_updates,
         image.as_deref().map(Hash::of),
+        tree.image_config.as_ref(),
     )?;
     log::info!("commit: {:.3} s", started.elapsed().as_secs_f64());
     let counts = sink.counts();

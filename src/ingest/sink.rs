@@ -6,8 +6,22 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes read from a stream at a time.
+const STREAM_BUF: usize = 1 << 20;
+
+/// Feed `n` zero bytes (a hole) to `hasher`.
+fn hash_zeros(hasher: &mut blake3::Hasher, mut n: u64) {
+    static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        hasher.update(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}
 
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::fsutil::{self, failpoint_io};
@@ -132,6 +146,107 @@ impl<'a> ObjectSink<'a> {
         self.session.staged(staged, hash);
         self.count_new(size);
         Ok(hash)
+    }
+
+    /// Store content read from a stream (an archive member): `size` logical
+    /// bytes whose data lies in `segments`, in order, the rest holes. `read`
+    /// yields the segments' bytes back to back. The content is written to a
+    /// staged file while it is hashed, and dropped when the store has it.
+    pub fn store_stream(
+        &self,
+        size: u64,
+        segments: &[(u64, u64)],
+        read: &mut dyn FnMut(&mut [u8]) -> Result<usize>,
+    ) -> Result<Hash> {
+        let (staged, out) = self.session.stage_file()?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; STREAM_BUF];
+        let mut pos = 0u64;
+        for &(off, len) in segments {
+            hash_zeros(&mut hasher, off - pos);
+            let mut left = len;
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                let n = read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(Error::Changed {
+                        path: staged,
+                        what: "the stream ended before the member's data did",
+                    });
+                }
+                failpoint_io("ingest-stage")
+                    .and_then(|()| out.write_all_at(&buf[..n], off + len - left))
+                    .at(&staged)?;
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+            }
+            pos = off + len;
+        }
+        hash_zeros(&mut hasher, size - pos);
+        out.set_len(size).at(&staged)?;
+        let hash = Hash::from(hasher.finalize());
+        if self.is_stored_or_claimed(&hash, size)? {
+            drop(out);
+            std::fs::remove_file(&staged).at(&staged)?;
+            return Ok(hash);
+        }
+        fsutil::start_writeback(&out);
+        self.session.staged(staged, hash);
+        self.count_new(size);
+        Ok(hash)
+    }
+
+    /// `--consume`: move the source file at `path` (one link, hashing to
+    /// `hash`) into the session instead of copying it. Its owner, mode and
+    /// xattrs become an object's, and the moved bytes are hashed again (a
+    /// mismatch moves the file back and fails). Returns false, moving
+    /// nothing, when the file is on another file system; true when the
+    /// store has it (moved, or already present: then the file stays).
+    pub fn store_moved(&self, path: &Path, file: &File, size: u64, hash: Hash) -> Result<bool> {
+        if self.session.pin_and_check(&hash, size)? {
+            self.dedup_bytes.fetch_add(size, Ordering::Relaxed);
+            return Ok(true);
+        }
+        let staged = self.session.stage_path();
+        match std::fs::rename(path, &staged) {
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(false),
+            r => r.at(path)?,
+        }
+        let moved = (|| -> std::io::Result<Hash> {
+            rustix::fs::fchown(
+                file,
+                Some(rustix::fs::Uid::ROOT),
+                Some(rustix::fs::Gid::ROOT),
+            )?;
+            rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(0o600))?;
+            fsutil::clear_xattrs(file)?;
+            Ok(Hash::from(fsutil::hash_mapped(file)?))
+        })();
+        match moved {
+            Ok(h) if h == hash => {}
+            other => {
+                let _ = std::fs::rename(&staged, path);
+                return Err(match other {
+                    Err(e) => Error::Io {
+                        path: path.to_path_buf(),
+                        err: e,
+                    },
+                    Ok(_) => Error::Changed {
+                        path: path.to_path_buf(),
+                        what: "content changed while it was moved into the store",
+                    },
+                });
+            }
+        }
+        if !self.session.claim(&hash) {
+            // Another file of this ingest stages the same bytes: this one goes.
+            std::fs::remove_file(&staged).at(&staged)?;
+            self.dedup_bytes.fetch_add(size, Ordering::Relaxed);
+            return Ok(true);
+        }
+        self.session.staged(staged, hash);
+        self.count_new(size);
+        Ok(true)
     }
 
     /// Pin `hash`; true when nothing needs staging: the store holds it whole, or

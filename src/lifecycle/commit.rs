@@ -17,6 +17,7 @@ use crate::ingest::source::{Source, SourceTree};
 use crate::ingest::{self, IngestSummary, ObjectSink, Progress};
 use crate::lifecycle::{IsMounted, hold};
 use crate::store::Store;
+use crate::store::catalog::{Catalog, ImageConfig};
 use crate::store::error::{IoContext, Result};
 use crate::store::fsutil;
 use crate::store::hash::Hash;
@@ -27,6 +28,8 @@ struct ViewSource<'a> {
     view: &'a View,
     /// Hashes of the private files, filled while reading.
     hashed: Mutex<HashMap<PathBuf, Hash>>,
+    /// The base template's image config, carried to the new template.
+    image_config: Option<ImageConfig>,
 }
 
 impl Source for ViewSource<'_> {
@@ -81,6 +84,7 @@ impl Source for ViewSource<'_> {
             entries,
             stat_updates: Vec::new(),
             warnings: Vec::new(),
+            image_config: self.image_config.clone(),
         })
     }
 }
@@ -96,10 +100,13 @@ pub fn commit(
     mounted: IsMounted<'_>,
 ) -> Result<(IngestSummary, HashMap<PathBuf, Hash>)> {
     let held = hold(store, ct, "commit", mounted)?;
+    let image_config =
+        Catalog::open_read_only(store)?.image_config(&held.rec.template, held.rec.version)?;
     let mut source = ViewSource {
         name: ct,
         view: &held.view,
         hashed: Mutex::new(HashMap::new()),
+        image_config,
     };
     let summary = ingest::ingest(store, &mut source, name, progress)?;
     let hashed = source

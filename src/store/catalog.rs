@@ -27,7 +27,9 @@ use crate::store::hash::Hash;
 use crate::store::lock;
 use crate::store::manifest::Manifest;
 use crate::store::name::TemplateRef;
-pub use crate::store::records::{Backend, ContainerRecord, Record, StatEntry, TemplateRecord};
+pub use crate::store::records::{
+    Backend, ContainerRecord, ImageConfig, Record, StatEntry, TemplateRecord,
+};
 use crate::store::time;
 
 /// The open catalog, held under the store's meta lock.
@@ -191,6 +193,17 @@ impl Catalog {
         Manifest::decode(&raw).map_err(|e| Self::corrupt(&key, e))
     }
 
+    /// The image config kept with a template version (from an OCI source).
+    pub fn image_config(&self, name: &str, version: u32) -> Result<Option<ImageConfig>> {
+        let key = tkey(b'i', name, version);
+        match self.db.get(&key).map_err(|e| self.db_err(e))? {
+            None => Ok(None),
+            Some(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| Self::corrupt(&key, e)),
+        }
+    }
+
     /// Commit a new version of template `name` with its manifest, and refresh the
     /// stat cache, in one synced batch. The caller guarantees that every object the
     /// manifest names is already durable in the store.
@@ -201,6 +214,7 @@ impl Catalog {
         manifest: &Manifest,
         stat_updates: &[((u64, u64), StatEntry)],
         image: Option<Hash>,
+        config: Option<&ImageConfig>,
     ) -> Result<TemplateRecord> {
         let version = self.versions(name)?.last().map_or(1, |t| t.version + 1);
         let created = time::now_secs();
@@ -217,6 +231,10 @@ impl Catalog {
         let mut batch = WriteBatch::default();
         batch.put(tkey(b'm', name, version), manifest.encode());
         batch.put(tkey(b't', name, version), rec.encode());
+        if let Some(c) = config {
+            let json = serde_json::to_vec(c).map_err(|e| Self::corrupt(b"i/", e))?;
+            batch.put(tkey(b'i', name, version), json);
+        }
         for ((dev, ino), st) in stat_updates {
             batch.put(stat_key(*dev, *ino), st.encode());
         }
@@ -244,6 +262,7 @@ impl Catalog {
         let mut batch = WriteBatch::default();
         batch.delete(tkey(b't', name, version));
         batch.delete(tkey(b'm', name, version));
+        batch.delete(tkey(b'i', name, version));
         self.write(batch)
     }
 
@@ -253,6 +272,7 @@ impl Catalog {
         for t in targets {
             batch.delete(tkey(b't', &t.name, t.version));
             batch.delete(tkey(b'm', &t.name, t.version));
+            batch.delete(tkey(b'i', &t.name, t.version));
         }
         self.write(batch)
     }

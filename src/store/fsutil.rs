@@ -206,6 +206,26 @@ pub fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// Remove every extended attribute of an open file.
+pub(crate) fn clear_xattrs(file: &File) -> io::Result<()> {
+    let mut names = vec![0u8; 4096];
+    let n = loop {
+        match rustix::fs::flistxattr(file, &mut names[..]) {
+            Ok(n) => break n,
+            Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(Errno::NOTSUP) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        match rustix::fs::fremovexattr(file, std::ffi::OsStr::from_bytes(name)) {
+            Ok(()) | Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Set extended attributes on `path` (not following symlinks).
 pub(crate) fn write_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
     for (name, value) in xattrs {

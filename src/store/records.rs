@@ -35,6 +35,20 @@ pub struct TemplateRecord {
     pub image: Option<Hash>,
 }
 
+/// What an OCI image says about running it, kept with a template ingested
+/// from one (catalog key `i/NAME\0VERSION`, JSON) and written into images
+/// exported from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    pub architecture: String,
+    pub os: String,
+    /// The image config's `config` object (Env, Cmd, Entrypoint, WorkingDir,
+    /// User, Labels, ...), as the image gave it.
+    pub config: serde_json::Value,
+    /// The image it came from, with its manifest digest.
+    pub from: String,
+}
+
 /// Format 1 of a template record (no digest).
 #[derive(Deserialize)]
 struct TemplateRecordV1 {

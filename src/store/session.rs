@@ -108,10 +108,15 @@ impl Session {
             .insert(*hash)
     }
 
+    /// A fresh name in the session directory, for a file moved in.
+    pub fn stage_path(&self) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("obj-{n}"))
+    }
+
     /// A new, empty staging file (mode 0600) in the session directory.
     pub fn stage_file(&self) -> Result<(PathBuf, File)> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.join(format!("obj-{n}"));
+        let path = self.stage_path();
         let f = OpenOptions::new()
             .create_new(true)
             .read(true)

@@ -39,6 +39,9 @@ pub struct DirSource {
     root: PathBuf,
     root_meta: fs::Metadata,
     cache: HashMap<(u64, u64), StatEntry>,
+    /// Move new files (single-link, same file system) into the store instead
+    /// of copying them; the tree loses them.
+    pub consume: bool,
 }
 
 impl DirSource {
@@ -56,6 +59,7 @@ impl DirSource {
             root: root.to_path_buf(),
             root_meta,
             cache,
+            consume: false,
         })
     }
 }
@@ -88,10 +92,11 @@ impl Source for DirSource {
             started.elapsed().as_secs_f64()
         );
         let cache = &self.cache;
+        let consume = self.consume;
         let results: Vec<(Entry, Option<StatUpdate>)> = scanned
             .par_iter()
             .map(|s| {
-                let r = build_entry(sink, s, cache);
+                let r = build_entry(sink, s, cache, consume);
                 if s.kind == Kind::File && s.leader {
                     sink.progress().advance(s.meta.len());
                 }
@@ -209,6 +214,7 @@ fn build_entry(
     sink: &ObjectSink<'_>,
     s: &Scanned,
     cache: &HashMap<(u64, u64), StatEntry>,
+    consume: bool,
 ) -> Result<(Entry, Option<StatUpdate>)> {
     let m = &s.meta;
     let xattrs = fsutil::read_xattrs(&s.full).at(&s.full)?;
@@ -242,7 +248,7 @@ fn build_entry(
         Kind::File => {
             e.size = m.len();
             if s.leader {
-                let (hash, st) = store_file(sink, s, cache)?;
+                let (hash, st) = store_file(sink, s, cache, consume)?;
                 e.hash = Some(hash);
                 stat = st;
             }
@@ -270,6 +276,7 @@ fn store_file(
     sink: &ObjectSink<'_>,
     s: &Scanned,
     cache: &HashMap<(u64, u64), StatEntry>,
+    consume: bool,
 ) -> Result<(Hash, Option<StatUpdate>)> {
     let m = &s.meta;
     let key = (m.dev(), m.ino());
@@ -299,7 +306,19 @@ fn store_file(
         path: path.clone(),
         what: "it returned fewer bytes than its size",
     };
-    let hash = if dense && size <= SMALL_FILE {
+    let hash = if consume && before.nlink() == 1 {
+        let h = match fsutil::hash_segments(&file, &segments, size) {
+            Ok(h) => Hash::from(h),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(short()),
+            Err(e) => return Err(e).at(path),
+        };
+        check_unchanged(path, &before, &file.metadata().at(path)?)?;
+        match sink.store_moved(path, &file, size, h)? {
+            true => return Ok((h, None)),
+            // Another file system: copied after all.
+            false => sink.store_file(path, &file, &segments, size, h)?,
+        }
+    } else if dense && size <= SMALL_FILE {
         let buf = read_whole(&file, size).at(path)?.ok_or_else(short)?;
         let after = file.metadata().at(path)?;
         check_unchanged(path, &before, &after)?;

@@ -1,16 +1,64 @@
 //! Ingest sources: where a template's tree comes from. One trait, one file per
 //! kind of source: [`dir`] (a directory on a local file system, with a stat
-//! cache that skips unchanged files). Archive and image sources (tar streams,
-//! OCI layers with whiteouts) implement the same trait: they yield entries as
-//! they read them and hand each file's bytes to the sink as a stream, with no
-//! temporary tree.
+//! cache that skips unchanged files), [`tar`] (a tar stream, compressed or
+//! not) and [`oci`] (OCI image layouts and archives, docker archives). The
+//! archive sources build their tree in [`members`] and hand each file's bytes
+//! to the sink as they read them, with no temporary tree.
 
 pub mod dir;
+pub mod members;
+pub mod oci;
+pub mod tar;
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
 
 use crate::ingest::sink::ObjectSink;
+use crate::store::Store;
 use crate::store::catalog::StatEntry;
-use crate::store::error::Result;
+use crate::store::error::{Error, IoContext, Result};
 use crate::store::manifest::Entry;
+
+/// The source an ingest argument names: `-` (a tar stream on standard
+/// input), `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:TAG]`,
+/// else a path: a directory, or a file holding a tar archive. `consume`
+/// (directories only) moves new files into the store instead of copying.
+pub fn open(store: &Store, spec: &str, consume: bool) -> Result<Box<dyn Source>> {
+    let archive_consume = || Error::BadSource {
+        path: spec.into(),
+        reason: "--consume takes a directory source only".into(),
+    };
+    if spec == "-" {
+        if consume {
+            return Err(archive_consume());
+        }
+        return Ok(Box::new(tar::TarSource::new(tar::TarInput::Stdin)));
+    }
+    if let Some(image) = oci::ImageRef::parse(spec) {
+        if consume {
+            return Err(archive_consume());
+        }
+        return Ok(Box::new(oci::OciSource::new(image)));
+    }
+    let path = Path::new(spec);
+    let meta = std::fs::metadata(path).at(path)?;
+    if meta.is_dir() {
+        let mut d = dir::DirSource::open(store, path)?;
+        d.consume = consume;
+        Ok(Box::new(d))
+    } else if consume {
+        Err(archive_consume())
+    } else if meta.is_file() || meta.file_type().is_fifo() || meta.file_type().is_char_device() {
+        Ok(Box::new(tar::TarSource::new(tar::TarInput::File(
+            path.to_path_buf(),
+        ))))
+    } else {
+        Err(Error::BadSource {
+            path: path.to_path_buf(),
+            reason: "neither a directory nor a tar archive file".into(),
+        })
+    }
+}
 
 /// A stat-cache entry to record, keyed by `(dev, ino)`.
 pub type StatUpdate = ((u64, u64), StatEntry);
@@ -27,7 +75,11 @@ pub struct SourceTree {
     pub stat_updates: Vec<StatUpdate>,
     /// Things skipped or changed on the way, for the operator.
     pub warnings: Vec<String>,
+    /// An image's runtime configuration (OCI sources), kept with the template.
+    pub image_config: Option<ImageConfig>,
 }
+
+pub use crate::store::records::ImageConfig;
 
 /// A tree to ingest.
 ///
