@@ -16,6 +16,7 @@
 pub mod archive;
 pub mod container;
 pub mod daemon;
+pub mod export;
 pub mod ingest;
 pub mod lifecycle;
 pub mod mount;

@@ -6,7 +6,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// A content-addressed, deduplicating template store for OS containers.
 #[derive(Parser, Debug)]
-#[command(name = "vzstore", version, about)]
+#[command(
+    name = "vzstore",
+    version,
+    about,
+    after_help = "Exit codes: 0 success; 1 the command failed (the message says why; the store is left as it was) or verify found damage; 2 the command line is wrong."
+)]
 pub struct Args {
     /// Store directory.
     #[arg(
@@ -43,17 +48,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List templates and versions; `templates rm` removes one.
+    /// List templates and versions; `templates show` describes one,
+    /// `templates rm` removes one.
     Templates {
         #[command(subcommand)]
         cmd: Option<TemplatesCmd>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Write a template version into an empty directory, bytes and metadata.
+    /// Write a template version (`export NAME[@V] DEST`) or a container's
+    /// current tree (`export --container CT DEST`) as a directory, a tar
+    /// archive (DEST `-`: standard output) or an OCI image layout.
     Export {
-        /// NAME or NAME@VERSION (latest version when omitted).
-        template: String,
-        /// Destination: a missing or empty directory.
-        dest: PathBuf,
+        /// NAME[@VERSION] then DEST; with --container, DEST only. DEST: a
+        /// missing or empty directory (dir, oci), a new file or `-` (tar).
+        #[arg(required = true, num_args = 1..=2, value_name = "NAME[@V] DEST")]
+        args: Vec<String>,
+        /// Export this container's current tree (it must be unmounted).
+        #[arg(long, value_name = "CT")]
+        container: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = FormatArg::Dir)]
+        format: FormatArg,
+        /// OCI: the tag written into index.json (default NAME:VERSION of the template).
+        #[arg(long)]
+        tag: Option<String>,
+        /// OCI: layer compression.
+        #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+        compression: CompressionArg,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Re-hash every object and check every reference; exit 1 if anything is wrong.
     Verify {
@@ -67,7 +93,11 @@ pub enum Command {
         repair: Option<Vec<PathBuf>>,
     },
     /// Remove objects nothing references; safe while ingests run.
-    Gc,
+    Gc {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create containers from a template version (kilobytes, milliseconds each).
     Create {
         /// Container names (several are created in one step, all or none).
@@ -81,7 +111,19 @@ pub enum Command {
         backend: BackendArg,
     },
     /// List containers: base template, mounted or not, private bytes.
-    List,
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (vzstore.1 and one per command) into a directory.
+    #[command(hide = true)]
+    Man {
+        /// Output directory (made if missing).
+        dir: PathBuf,
+    },
     /// Remove a container and its private area.
     Destroy {
         /// Container name.
@@ -171,6 +213,15 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum TemplatesCmd {
+    /// Describe a template version: record, sizes, and the image config it
+    /// came with (Env, Cmd, Entrypoint, WorkingDir, User, Labels).
+    Show {
+        /// NAME or NAME@VERSION (latest when omitted).
+        template: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a template version (its objects become garbage unless shared).
     Rm {
         /// NAME@VERSION, or NAME when it has a single version (or with --all).
@@ -197,4 +248,23 @@ impl From<BackendArg> for vzstore::store::catalog::Backend {
             BackendArg::Kernel => vzstore::store::catalog::Backend::Kernel,
         }
     }
+}
+
+/// `export --format` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FormatArg {
+    /// A directory tree with every byte and piece of metadata.
+    Dir,
+    /// A pax tar archive (xattrs, hardlinks, sparse files, ns mtimes).
+    Tar,
+    /// An OCI image layout with one layer.
+    Oci,
+}
+
+/// `export --compression` values.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Gzip,
+    Zstd,
 }

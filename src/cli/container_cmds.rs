@@ -31,10 +31,10 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                 );
             }
         }
-        Command::List => {
+        Command::List { json } => {
             let st = Store::open(root)?;
             let list = Catalog::open_read_only(&st)?.containers()?;
-            output::containers(&st, &list)?;
+            output::containers(&st, &list, json)?;
         }
         Command::Destroy { name, force } => {
             let st = open_for_write(root)?;

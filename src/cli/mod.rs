@@ -30,8 +30,17 @@ pub fn run() -> Result<ExitCode> {
         | Command::Templates { .. }
         | Command::Export { .. }
         | Command::Verify { .. }
-        | Command::Gc
+        | Command::Gc { .. }
         | Command::Report { .. }) => store_cmds::run(&root, c),
+        Command::Completions { shell } => {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "vzstore", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            man_pages(&dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reap => {
             // Background work: give way to the commands that started it.
             let _ = rustix::process::setpriority_process(None, 19);
@@ -43,6 +52,30 @@ pub fn run() -> Result<ExitCode> {
         }
         c => container_cmds::run(&root, c),
     }
+}
+
+/// Write `vzstore.1` and `vzstore-CMD.1` for each visible command.
+fn man_pages(dir: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    let cmd = <Args as clap::CommandFactory>::command();
+    let write = |name: String, c: clap::Command| -> Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(c).render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| path.display().to_string())?;
+        Ok(())
+    };
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("vzstore-{}", sub.get_name());
+        let page = sub
+            .clone()
+            .bin_name(name.clone())
+            .display_name(name.clone());
+        write(name, page)?;
+    }
+    write("vzstore".into(), cmd)?;
+    Ok(())
 }
 
 /// Open the store for a command that writes to it: stores made by earlier

@@ -77,6 +77,68 @@ pub fn ingest_summary(s: &IngestSummary) -> String {
     )
 }
 
+/// A template record as JSON.
+pub fn template_json(t: &TemplateRecord) -> serde_json::Value {
+    serde_json::json!({
+        "template": t.label(),
+        "name": t.name,
+        "version": t.version,
+        "created": t.created,
+        "entries": t.entries,
+        "logical_bytes": t.logical_bytes,
+        "source": t.source,
+        "digest": t.digest.map(|d| d.to_hex()),
+        "kernel_image": t.image.map(|d| d.to_hex()),
+    })
+}
+
+/// `templates show` as text (from its JSON form).
+pub fn template_show(v: &serde_json::Value) {
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    println!("template:    {}", s("template"));
+    println!("source:      {}", s("source"));
+    println!("entries:     {}", v["entries"]);
+    println!(
+        "logical:     {}",
+        HumanBytes(v["logical_bytes"].as_u64().unwrap_or(0))
+    );
+    println!("digest:      {}", s("digest"));
+    println!("kernel:      {}", s("kernel_image"));
+    let users: Vec<&str> = v["containers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+        .unwrap_or_default();
+    println!("containers:  {}", users.join(" "));
+    let c = &v["image_config"];
+    if c.is_null() {
+        println!("image:       (none: not ingested from an OCI image)");
+        return;
+    }
+    println!(
+        "image:       {} {}/{}",
+        c["from"].as_str().unwrap_or("-"),
+        c["os"].as_str().unwrap_or("-"),
+        c["architecture"].as_str().unwrap_or("-")
+    );
+    let cfg = &c["config"];
+    for key in [
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "WorkingDir",
+        "User",
+        "Labels",
+        "ExposedPorts",
+        "Volumes",
+        "StopSignal",
+    ] {
+        let val = &cfg[key];
+        if !val.is_null() {
+            println!("  {key:<12} {val}");
+        }
+    }
+}
+
 pub fn templates(list: &[TemplateRecord]) {
     println!(
         "{:<32} {:>8} {:>12} {:>16}  SOURCE",
@@ -241,7 +303,30 @@ fn join(s: &std::collections::BTreeSet<String>) -> String {
     }
 }
 
-pub fn containers(st: &vzstore::store::Store, list: &[ContainerRecord]) -> anyhow::Result<()> {
+pub fn containers(
+    st: &vzstore::store::Store,
+    list: &[ContainerRecord],
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let mut out = Vec::new();
+        for c in list {
+            let mnt = vzstore::mount::current_mountpoint(st, c)?;
+            let private =
+                vzstore::store::objects::du(&vzstore::container::private_dir(st, &c.name))?;
+            out.push(serde_json::json!({
+                "name": c.name,
+                "template": c.base_label(),
+                "backend": c.backend.name(),
+                "created": c.created,
+                "mounted": mnt.is_some(),
+                "mountpoint": mnt,
+                "private_bytes": private,
+            }));
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
     println!(
         "{:<24} {:<32} {:<8} {:<8} {:>12}  MOUNTPOINT",
         "CONTAINER", "TEMPLATE", "BACKEND", "MOUNTED", "PRIVATE"

@@ -8,8 +8,9 @@ use vzstore::store::catalog::{Backend, Catalog};
 use vzstore::store::name::TemplateRef;
 use vzstore::store::{self, Store};
 
-use super::args::{Command, TemplatesCmd};
+use super::args::{Command, CompressionArg, FormatArg, TemplatesCmd};
 use super::{open_for_write, output};
+use vzstore::export;
 
 /// Run one store command.
 pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
@@ -38,12 +39,42 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                 println!("{}", output::ingest_summary(&sum));
             }
         }
-        Command::Templates { cmd: None } => {
+        Command::Templates { cmd: None, json } => {
             let st = Store::open(root)?;
-            output::templates(&Catalog::open_read_only(&st)?.templates()?);
+            let list = Catalog::open_read_only(&st)?.templates()?;
+            if json {
+                let out: Vec<_> = list.iter().map(output::template_json).collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                output::templates(&list);
+            }
+        }
+        Command::Templates {
+            cmd: Some(TemplatesCmd::Show { template, json }),
+            ..
+        } => {
+            let st = Store::open(root)?;
+            let db = Catalog::open_read_only(&st)?;
+            let rec = db.resolve(&TemplateRef::parse(&template)?)?;
+            let config = db.image_config(&rec.name, rec.version)?;
+            let users = db
+                .containers()?
+                .into_iter()
+                .filter(|c| c.template == rec.name && c.version == rec.version)
+                .map(|c| c.name)
+                .collect::<Vec<_>>();
+            let mut v = output::template_json(&rec);
+            v["image_config"] = serde_json::to_value(&config)?;
+            v["containers"] = serde_json::to_value(&users)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                output::template_show(&v);
+            }
         }
         Command::Templates {
             cmd: Some(TemplatesCmd::Rm { template, all }),
+            ..
         } => {
             let st = open_for_write(root)?;
             let r = TemplateRef::parse(&template)?;
@@ -52,18 +83,67 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
             }
             println!("run `vzstore gc` to free objects nothing else uses");
         }
-        Command::Export { template, dest } => {
+        Command::Export {
+            args,
+            container,
+            format,
+            tag,
+            compression,
+            json,
+        } => {
             let st = Store::open(root)?;
-            let r = TemplateRef::parse(&template)?;
-            let sum = store::export::export(&st, &r, &dest)
-                .with_context(|| format!("export of {template} to {} failed", dest.display()))?;
-            println!(
-                "exported {}: {} entries, {} to {}",
-                sum.label,
-                sum.entries,
-                indicatif::HumanBytes(sum.bytes),
-                dest.display()
-            );
+            let (what_label, dest) = match (&container, args.as_slice()) {
+                (Some(ct), [dest]) => (format!("container {ct}"), dest.clone()),
+                (None, [t, dest]) => (t.clone(), dest.clone()),
+                (Some(_), _) => anyhow::bail!("with --container, give only the destination"),
+                (None, _) => anyhow::bail!("give the template (NAME[@V]) and the destination"),
+            };
+            let dest = if dest == "-" {
+                export::Dest::Stdout
+            } else {
+                export::Dest::Path(dest.into())
+            };
+            let opts = export::Options {
+                format: match format {
+                    FormatArg::Dir => export::Format::Dir,
+                    FormatArg::Tar => export::Format::Tar,
+                    FormatArg::Oci => export::Format::Oci,
+                },
+                tag,
+                compression: match compression {
+                    CompressionArg::None => export::LayerCompression::None,
+                    CompressionArg::Gzip => export::LayerCompression::Gzip,
+                    CompressionArg::Zstd => export::LayerCompression::Zstd,
+                },
+            };
+            let mounted = |rec: &vzstore::store::catalog::ContainerRecord| {
+                vzstore::mount::is_served(&st, rec)
+            };
+            let what = match &container {
+                Some(ct) => export::What::Container(ct, &mounted),
+                None => export::What::Template(TemplateRef::parse(&args[0])?),
+            };
+            let sum = export::export(&st, what, &dest, &opts)
+                .with_context(|| format!("export of {what_label} failed"))?;
+            // The archive went to standard output: the summary goes elsewhere.
+            let to_stdout = matches!(dest, export::Dest::Stdout);
+            let line = if json {
+                serde_json::to_string_pretty(&sum)?
+            } else {
+                format!(
+                    "exported {}: {} entries, {}, {} written, {:.2} s",
+                    sum.label,
+                    sum.entries,
+                    indicatif::HumanBytes(sum.bytes),
+                    indicatif::HumanBytes(sum.written),
+                    sum.seconds
+                )
+            };
+            if to_stdout {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
         }
         Command::Verify { json, repair } => {
             let st = match repair {
@@ -95,9 +175,22 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Gc => {
+        Command::Gc { json } => {
             let st = open_for_write(root)?;
             let sum = store::gc::gc(&st)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "objects_before": sum.objects_before,
+                        "removed_objects": sum.removed_objects,
+                        "removed_images": sum.removed_images,
+                        "freed_bytes": sum.freed_bytes,
+                        "dead_sessions": sum.dead_sessions,
+                    }))?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "gc: removed {} of {} objects{}, freed {}{}",
                 sum.removed_objects,

@@ -1,0 +1,164 @@
+//! Export: a template version or a container's current tree, out as a
+//! directory, a tar stream, or an OCI image layout.
+//!
+//! Every format reads the same [`tree::ExportTree`] (entries in path order,
+//! each file's bytes in a store object or a container's private file). Tar
+//! and OCI outputs are written under a temporary name beside the destination
+//! and renamed into place when whole, so a failed export leaves nothing that
+//! looks finished; object bytes are re-hashed as they stream, so a corrupt
+//! object fails the export instead of travelling on.
+
+pub mod oci;
+pub mod tar;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+
+use crate::lifecycle::IsMounted;
+use crate::store::Store;
+use crate::store::error::{Error, IoContext, Result};
+use crate::store::name::TemplateRef;
+use tree::ExportTree;
+
+/// The output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Dir,
+    Tar,
+    Oci,
+}
+
+/// Layer compression of an OCI export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerCompression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// What to export.
+pub enum What<'a> {
+    Template(TemplateRef),
+    /// A container (unmounted), with the check that says whether it is.
+    Container(&'a str, IsMounted<'a>),
+}
+
+/// Where an export goes: a path, or standard output (tar only).
+pub enum Dest {
+    Path(PathBuf),
+    Stdout,
+}
+
+/// Options of an export.
+pub struct Options {
+    pub format: Format,
+    /// OCI: the tag written into the index (`org.opencontainers.image.ref.name`).
+    pub tag: Option<String>,
+    pub compression: LayerCompression,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportSummary {
+    /// `NAME@V` or `container CT`.
+    pub label: String,
+    pub entries: u64,
+    /// Logical file bytes.
+    pub bytes: u64,
+    /// Bytes written (the archive's size; the tree's bytes for a directory).
+    pub written: u64,
+    pub seconds: f64,
+}
+
+/// Export `what` to `dest` in the format of `opts`.
+pub fn export(store: &Store, what: What<'_>, dest: &Dest, opts: &Options) -> Result<ExportSummary> {
+    let started = std::time::Instant::now();
+    let tree = match what {
+        What::Template(r) => ExportTree::template(store, &r)?,
+        What::Container(ct, mounted) => ExportTree::container(store, ct, mounted)?,
+    };
+    let written = match (opts.format, dest) {
+        (Format::Dir, Dest::Path(p)) => {
+            crate::store::export::prepare_dest(p)?;
+            crate::store::export::write_tree_from(
+                &tree.manifest,
+                p,
+                &|i| tree.open(store, i),
+                tree.private.is_empty(),
+            )?;
+            tree.manifest.logical_bytes()
+        }
+        (Format::Tar, Dest::Stdout) => {
+            let out = std::io::stdout().lock();
+            tar::write(
+                store,
+                &tree,
+                std::io::BufWriter::with_capacity(1 << 20, out),
+                Path::new("standard output"),
+            )?
+        }
+        (Format::Tar, Dest::Path(p)) => atomic_file(p, |f, tmp| {
+            tar::write(
+                store,
+                &tree,
+                std::io::BufWriter::with_capacity(1 << 20, f),
+                tmp,
+            )
+        })?,
+        (Format::Oci, Dest::Path(p)) => oci::write(store, &tree, p, opts)?,
+        (_, Dest::Stdout) => {
+            return Err(Error::BadDestination {
+                path: "-".into(),
+                reason: "only a tar export can go to standard output",
+            });
+        }
+    };
+    Ok(ExportSummary {
+        label: tree.label.clone(),
+        entries: tree.manifest.entries.len() as u64,
+        bytes: tree.manifest.logical_bytes(),
+        written,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Write file `dest` through `write` under a temporary name beside it,
+/// synced and renamed into place when whole; removed on failure. `dest` must
+/// not exist.
+fn atomic_file(
+    dest: &Path,
+    write: impl FnOnce(std::fs::File, &Path) -> Result<u64>,
+) -> Result<u64> {
+    if dest.symlink_metadata().is_ok() {
+        return Err(Error::BadDestination {
+            path: dest.to_path_buf(),
+            reason: "exists already (an archive export never overwrites)",
+        });
+    }
+    let tmp = temp_beside(dest);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .at(&tmp)?;
+    let result = write(f, &tmp).and_then(|n| {
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .at(&tmp)?;
+        std::fs::rename(&tmp, dest).at(dest)?;
+        Ok(n)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A hidden name beside `dest` for writing it.
+fn temp_beside(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.vzstore-partial-{}", std::process::id()))
+}
