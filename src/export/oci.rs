@@ -55,7 +55,7 @@ impl<W: Write> Write for Sha<W> {
 /// Write `tree` as an OCI image layout at `dest` (missing, or an empty
 /// directory). Returns the bytes of its blobs.
 pub fn write(store: &Store, tree: &ExportTree, dest: &Path, opts: &Options) -> Result<u64> {
-    crate::store::export::prepare_dest(dest)?;
+    crate::store::export::check_dest(dest)?;
     let tmp = temp_beside(dest);
     let result = write_layout(store, tree, &tmp, opts).and_then(|n| {
         fsutil::sync_fs(&tmp).at(&tmp)?;

@@ -46,6 +46,14 @@ pub fn export(store: &Store, r: &TemplateRef, dest: &Path) -> Result<ExportSumma
     })
 }
 
+/// `dest` must be missing or an empty directory; nothing is made.
+pub fn check_dest(dest: &Path) -> Result<()> {
+    match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        _ => prepare_dest(dest),
+    }
+}
+
 /// `dest` must be missing (it is made) or an empty directory.
 pub fn prepare_dest(dest: &Path) -> Result<()> {
     match fs::symlink_metadata(dest) {

@@ -3,6 +3,7 @@
 //! xattrs) skip themselves with the reason when run as a user
 //! ([`common::require_root`]); as root every test runs.
 
+mod archive_io;
 mod common;
 mod container_basic;
 mod container_isolation;

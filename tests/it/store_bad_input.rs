@@ -30,7 +30,10 @@ fn missing_source_and_bad_names() {
     let f = t.path().join("file");
     fs::write(&f, b"x").unwrap();
     let err = vz_err(&store, &["ingest", f.to_str().unwrap(), "--name", "x"]);
-    assert!(err.contains("not a directory"), "{err}");
+    assert!(
+        err.contains("not a tar archive") && err.contains("file"),
+        "{err}"
+    );
     for bad in ["a/b", "", "../x", "x@1"] {
         let err = vz_err(
             &store,

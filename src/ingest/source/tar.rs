@@ -74,6 +74,13 @@ impl Source for TarSource {
 /// An archive error as a store error naming `source`.
 pub(super) fn tar_error(source: &Path, e: TarError) -> Error {
     match e {
+        TarError::Checksum { offset: 0 } | TarError::Truncated { offset: 0, .. } => {
+            Error::BadSource {
+                path: source.to_path_buf(),
+                reason: "not a tar archive (nor a directory, nor gzip, zstd, xz or bzip2 data)"
+                    .into(),
+            }
+        }
         TarError::Io(err) => Error::Io {
             path: source.to_path_buf(),
             err,
