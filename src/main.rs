@@ -10,6 +10,9 @@ fn main() -> ExitCode {
     let _failpoints = fail::FailScenario::setup();
     // A daemon's log is its stderr (a file): bounded, whatever the requests.
     let daemon = std::env::args().any(|a| a == "--foreground");
+    if !daemon {
+        vzstore::store::restore_default_sigpipe();
+    }
     let mut log =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
     if daemon {

@@ -10,6 +10,9 @@ tools/setup.sh
 src="${1:-/usr}"
 store="${2:-/var/tmp/vzstore-demo}"
 cargo build --release --quiet
+# Man pages and bash completion, generated from the command definitions.
+"$VZSTORE_BIN" man /usr/local/share/man/man1
+mkdir -p /etc/bash_completion.d && "$VZSTORE_BIN" completions bash > /etc/bash_completion.d/vzstore
 "$VZSTORE_BIN" --store "$store" init
 "$VZSTORE_BIN" --store "$store" ingest "$src" --name host-usr
 "$VZSTORE_BIN" --store "$store" ingest "$src" --name host-usr   # again: unchanged files are not re-read

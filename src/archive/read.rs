@@ -498,3 +498,105 @@ fn unwrap_bomb(e: std::io::Error) -> TarError {
     }
     TarError::Io(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::write::TarWriter;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn member(name: Vec<u8>, kind: MemberKind, size: u64) -> Member {
+        Member {
+            name,
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 1,
+            mtime_nsec: 0,
+            size,
+            link: b"target".to_vec(),
+            dev_major: 1,
+            dev_minor: 3,
+            xattrs: vec![(b"user.a".to_vec(), b"b".to_vec())],
+            sparse: None,
+            offset: 0,
+        }
+    }
+
+    /// A small valid archive from arbitrary names and sizes.
+    fn archive(members: &[(Vec<u8>, u8, u16)]) -> Vec<u8> {
+        let mut w = TarWriter::new(Vec::new());
+        for (name, kind, size) in members {
+            let kind = [
+                MemberKind::File,
+                MemberKind::Dir,
+                MemberKind::Symlink,
+                MemberKind::Hardlink,
+            ][*kind as usize % 4];
+            let size = if kind == MemberKind::File {
+                u64::from(*size)
+            } else {
+                0
+            };
+            let mut m = member(name.clone(), kind, size);
+            if size > 100 && name.len() % 2 == 0 {
+                m.sparse = Some(vec![(0, 10), (size - 10, 10)]);
+            }
+            let want = w.begin(&m).unwrap();
+            w.data(&vec![7u8; want as usize]).unwrap();
+            w.end_member().unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    /// Read everything; errors are fine, panics and runaway allocations are not.
+    fn read_all(data: &[u8]) -> Result<Vec<Member>, TarError> {
+        let mut r = TarReader::new(data);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Some(m) = r.next_member()? {
+            while r.read_data(&mut buf)? > 0 {}
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn written_archives_read_back(members in prop::collection::vec(
+            (prop::collection::vec(any::<u8>().prop_filter("no NUL", |b| *b != 0), 1..300), any::<u8>(), any::<u16>()), 0..8)) {
+            let data = archive(&members);
+            let got = read_all(&data).unwrap();
+            prop_assert_eq!(got.len(), members.len());
+            for (m, (name, _, _)) in got.iter().zip(&members) {
+                let mut want = name.clone();
+                if m.kind == MemberKind::Dir && !want.ends_with(b"/") {
+                    want.push(b'/');
+                }
+                prop_assert_eq!(&m.name, &want);
+            }
+        }
+
+        #[test]
+        fn mutated_archives_never_panic(members in prop::collection::vec(
+            (prop::collection::vec(b'a'..=b'z', 1..120), any::<u8>(), any::<u16>()), 1..6),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..12),
+            cut in any::<prop::sample::Index>()) {
+            let mut data = archive(&members);
+            for (at, byte) in flips {
+                let i = at.index(data.len());
+                data[i] = byte;
+            }
+            let _ = read_all(&data);
+            let _ = read_all(&data[..cut.index(data.len())]);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = read_all(&data);
+        }
+    }
+}

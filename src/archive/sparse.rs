@@ -7,6 +7,9 @@
 /// beyond any real template file is refused rather than believed.
 pub const MAX_SPARSE_SIZE: u64 = 64 << 30;
 
+/// A sparse map: (offset, length) of each data segment.
+pub(super) type Map = Vec<(u64, u64)>;
+
 /// Most segments one map may list.
 const MAX_SEGMENTS: usize = 1 << 20;
 
@@ -45,7 +48,7 @@ pub(super) fn validate(map: &[(u64, u64)], realsize: u64, data: u64) -> Result<(
 
 /// Numbers taken two by two as (offset, length).
 pub(super) fn pairs(v: &[u64]) -> Result<Vec<(u64, u64)>, String> {
-    if v.len() % 2 != 0 {
+    if !v.len().is_multiple_of(2) {
         return Err("sparse map with an odd count of numbers".into());
     }
     if v.len() / 2 > MAX_SEGMENTS {
@@ -57,7 +60,7 @@ pub(super) fn pairs(v: &[u64]) -> Result<Vec<(u64, u64)>, String> {
 /// Parse a 1.0 map (decimal lines: count, then offset and length per
 /// segment) from the start of `buf`. `Ok(None)`: more bytes are needed.
 /// Returns the map and the bytes it takes, rounded up to whole blocks.
-pub(super) fn parse_v1(buf: &[u8]) -> Result<Option<(Vec<(u64, u64)>, usize)>, String> {
+pub(super) fn parse_v1(buf: &[u8]) -> Result<Option<(Map, usize)>, String> {
     let mut nums = Vec::new();
     let mut pos: usize = 0;
     let mut want: Option<usize> = None;

@@ -220,7 +220,8 @@ impl<'a> ObjectSink<'a> {
             )?;
             rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(0o600))?;
             fsutil::clear_xattrs(file)?;
-            Ok(Hash::from(fsutil::hash_mapped(file)?))
+            // Read, not mapped: the file came from outside the store.
+            Ok(Hash::from(fsutil::hash_read(file)?))
         })();
         match moved {
             Ok(h) if h == hash => {}

@@ -42,6 +42,7 @@ pub mod report;
 pub(crate) mod session;
 #[allow(unsafe_code)] // the one audited home of `unsafe`
 pub(crate) mod sys;
+pub use sys::restore_default_sigpipe;
 pub mod template;
 pub mod time;
 pub mod verify;

@@ -1,5 +1,5 @@
 //! The one audited home of `unsafe` in vzstore: read-only memory maps,
-//! `malloc_trim`, and attaching a loop device (two ioctls) for the kernel
+//! `malloc_trim`, the default SIGPIPE action for the command line, and attaching a loop device (two ioctls) for the kernel
 //! backend on kernels that cannot mount an EROFS image file directly.
 //!
 //! Memory maps are `unsafe` because another process could change the mapped file
@@ -29,6 +29,18 @@ pub(crate) fn release_free_memory() {
     // SAFETY: malloc_trim only walks glibc's own heap; it takes no pointers.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Let SIGPIPE end the process, as it does other Unix tools: `vzstore list |
+/// head` then stops quietly instead of failing on a write to a closed pipe.
+/// Rust's runtime ignores SIGPIPE; only the command line restores it (a mount
+/// daemon must never die of a client's pipe).
+pub fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's action to SIG_DFL installs no handler code;
+    // it is called once, at the start of main, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

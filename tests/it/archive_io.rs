@@ -406,13 +406,13 @@ fn consume_moves_new_files_into_the_store() {
     fs::write(src.join("b"), b"bbb").unwrap();
     fs::hard_link(src.join("b"), src.join("b2")).unwrap();
     rustix::fs::chown(
-        &src.join("d/a"),
+        src.join("d/a"),
         Some(rustix::fs::Uid::from_raw(1234)),
         None,
     )
     .unwrap();
     rustix::fs::setxattr(
-        &src.join("d/a"),
+        src.join("d/a"),
         "user.k",
         b"v",
         rustix::fs::XattrFlags::empty(),

@@ -4,6 +4,7 @@
 //! ([`common::require_root`]); as root every test runs.
 
 mod archive_io;
+mod cli;
 mod common;
 mod container_basic;
 mod container_isolation;
@@ -16,6 +17,7 @@ mod kernel_backend;
 mod kernel_image;
 mod lifecycle;
 mod mount_places;
+mod oci_io;
 mod regressions;
 mod security;
 mod store_bad_input;

@@ -116,7 +116,7 @@ impl MemberTree {
                     return Err(self.refuse(m, "a whiteout that names no entry, `.` or `..`"));
                 }
                 let victim = join(parent, name);
-                self.remove_lower(&victim);
+                self.whiteout(&victim);
                 return Ok(Place::Whiteout);
             }
         }
@@ -291,22 +291,39 @@ impl MemberTree {
         self.nodes.range(bounds(dir))
     }
 
-    /// Remove `path` and everything under it written before `below_layer`.
+    /// Remove `path` and everything under it written before `below_layer`,
+    /// but for the directories that lead to entries of later layers (a layer
+    /// that writes `d/x/y` over a removed `d/x` has `d/x` as a directory).
     fn remove_subtree(&mut self, path: &[u8], below_layer: u32) {
-        let mut gone: Vec<Vec<u8>> = self
-            .children(path)
-            .filter(|(_, n)| n.layer < below_layer)
-            .map(|(k, _)| k.clone())
-            .collect();
-        if self.nodes.get(path).is_some_and(|n| n.layer < below_layer) {
-            gone.push(path.to_vec());
+        self.remove_lower(path, true, below_layer);
+    }
+
+    fn remove_lower(&mut self, root: &[u8], with_root: bool, below: u32) {
+        let mut gone = Vec::new();
+        let mut keep = std::collections::HashSet::new();
+        for (k, n) in self.nodes.range(bounds(root)) {
+            if n.layer < below {
+                gone.push(k.clone());
+            } else {
+                let mut p = k.as_slice();
+                while let Some((parent, _)) = crate::store::manifest::split_path(p) {
+                    keep.insert(parent.to_vec());
+                    p = parent;
+                }
+            }
+        }
+        if with_root && !root.is_empty() && self.nodes.get(root).is_some_and(|n| n.layer < below) {
+            gone.push(root.to_vec());
         }
         for k in gone {
-            self.nodes.remove(&k);
+            if !keep.contains(&k) {
+                self.nodes.remove(&k);
+            }
         }
     }
 
-    fn remove_lower(&mut self, path: &[u8]) {
+    /// `.wh.NAME`: NAME of lower layers goes.
+    fn whiteout(&mut self, path: &[u8]) {
         if !path.is_empty() {
             self.remove_subtree(path, self.layer);
         }
@@ -314,16 +331,7 @@ impl MemberTree {
 
     /// `.wh..wh..opq`: lower layers' entries of `dir` go.
     fn opaque(&mut self, dir: &[u8]) {
-        let layer = self.layer;
-        let gone: Vec<Vec<u8>> = self
-            .nodes
-            .range(bounds(dir))
-            .filter(|(_, n)| n.layer < layer)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in gone {
-            self.nodes.remove(&k);
-        }
+        self.remove_lower(dir, false, self.layer);
     }
 
     /// The entries, sorted by path, hardlink groups numbered from 1 (a group
@@ -460,4 +468,82 @@ fn entry_of(
         _ => {}
     }
     Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::read::TarReader;
+    use crate::archive::write::TarWriter;
+    use proptest::prelude::*;
+
+    /// Names made of hostile pieces: `..`, `.`, empty parts, whiteouts.
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        let part = prop::sample::select(vec![
+            "a",
+            "b",
+            "..",
+            ".",
+            "",
+            ".wh.a",
+            ".wh..wh..opq",
+            ".wh...",
+            "c d",
+        ]);
+        (any::<bool>(), prop::collection::vec(part, 1..5)).prop_map(|(abs, parts)| {
+            let mut s = if abs { "/".to_string() } else { String::new() };
+            s.push_str(&parts.join("/"));
+            s.into_bytes()
+        })
+    }
+
+    fn members() -> impl Strategy<Value = Vec<(Vec<u8>, u8, Vec<u8>)>> {
+        prop::collection::vec((name(), 0u8..6, name()), 1..20)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever the archive says, the tree holds only clean relative
+        /// paths under directories: nothing can name a place outside it.
+        #[test]
+        fn trees_stay_inside(ms in members(), layers in any::<bool>()) {
+            let mut w = TarWriter::new(Vec::new());
+            for (n, k, link) in &ms {
+                let kind = [MemberKind::File, MemberKind::Dir, MemberKind::Symlink, MemberKind::Hardlink, MemberKind::Fifo, MemberKind::CharDev][*k as usize];
+                let m = Member {
+                    name: n.clone(), kind, mode: 0o644, uid: 0, gid: 0, mtime_sec: 0, mtime_nsec: 0,
+                    size: 0, link: link.clone(), dev_major: 0, dev_minor: 0, xattrs: Vec::new(), sparse: None, offset: 0,
+                };
+                w.begin(&m).unwrap();
+                w.end_member().unwrap();
+            }
+            let data = w.finish().unwrap();
+            let mode = if layers { Mode::Layers } else { Mode::Archive };
+            let mut tree = MemberTree::new(mode, "test".into());
+            let mut r = TarReader::new(&data[..]);
+            let hash = Hash::of(b"");
+            while let Some(m) = r.next_member().unwrap() {
+                if layers && m.name.len() % 3 == 0 {
+                    tree.next_layer();
+                }
+                let Ok(Place::Path(p)) = tree.place(&m) else { continue };
+                let _ = tree.insert(p, &m, (m.kind == MemberKind::File).then_some(hash));
+            }
+            let (entries, _) = tree.finish();
+            let mut dirs = std::collections::HashSet::new();
+            for e in &entries {
+                prop_assert!(!e.path.starts_with(b"/"));
+                for c in e.path.split(|&b| b == b'/') {
+                    prop_assert!(e.path.is_empty() || (c != b".." && c != b"." && !c.is_empty()), "{:?}", String::from_utf8_lossy(&e.path));
+                }
+                if let Some((parent, _)) = crate::store::manifest::split_path(&e.path) {
+                    prop_assert!(dirs.contains(parent), "parent of {:?} is not a directory", String::from_utf8_lossy(&e.path));
+                }
+                if e.kind == Kind::Dir {
+                    dirs.insert(e.path.clone());
+                }
+            }
+        }
+    }
 }
