@@ -74,9 +74,9 @@ pub enum Command {
         /// OCI: the tag written into index.json (default NAME:VERSION of the template).
         #[arg(long)]
         tag: Option<String>,
-        /// OCI: layer compression.
-        #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
-        compression: CompressionArg,
+        /// OCI: layer compression (default gzip).
+        #[arg(long, value_enum)]
+        compression: Option<CompressionArg>,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,

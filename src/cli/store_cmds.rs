@@ -98,6 +98,12 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                 (Some(_), _) => anyhow::bail!("with --container, give only the destination"),
                 (None, _) => anyhow::bail!("give the template (NAME[@V]) and the destination"),
             };
+            if !matches!(format, FormatArg::Oci) && (tag.is_some() || compression.is_some()) {
+                anyhow::bail!("--tag and --compression apply to --format oci only");
+            }
+            if let Some(t) = &tag {
+                export::oci::check_tag(t)?;
+            }
             let dest = if dest == "-" {
                 export::Dest::Stdout
             } else {
@@ -110,7 +116,7 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                     FormatArg::Oci => export::Format::Oci,
                 },
                 tag,
-                compression: match compression {
+                compression: match compression.unwrap_or(CompressionArg::Gzip) {
                     CompressionArg::None => export::LayerCompression::None,
                     CompressionArg::Gzip => export::LayerCompression::Gzip,
                     CompressionArg::Zstd => export::LayerCompression::Zstd,

@@ -79,13 +79,17 @@ pub fn export(store: &Store, what: What<'_>, dest: &Dest, opts: &Options) -> Res
     };
     let written = match (opts.format, dest) {
         (Format::Dir, Dest::Path(p)) => {
-            crate::store::export::prepare_dest(p)?;
-            crate::store::export::write_tree_from(
-                &tree.manifest,
-                p,
-                &|i| tree.open(store, i),
-                tree.private.is_empty(),
-            )?;
+            crate::store::export::check_dest(p)?;
+            let tmp = temp_beside(p);
+            let written = std::fs::create_dir(&tmp).at(&tmp).and_then(|()| {
+                let open = |i| tree.open(store, i);
+                crate::store::export::write_tree_from(&tree.manifest, &tmp, &open, true)?;
+                std::fs::rename(&tmp, p).at(p)
+            });
+            if written.is_err() {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            written?;
             tree.manifest.logical_bytes()
         }
         (Format::Tar, Dest::Stdout) => {

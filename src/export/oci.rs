@@ -164,6 +164,24 @@ fn write_layout(store: &Store, tree: &ExportTree, dir: &Path, opts: &Options) ->
     Ok(layer_size + cs + ms)
 }
 
+/// An OCI reference name for `index.json`: letters, digits and `._-:/@+`,
+/// at most 255 bytes, no `..` component.
+pub fn check_tag(tag: &str) -> Result<()> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 255
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:/@+".contains(&b))
+        && !tag.split('/').any(|c| c == ".." || c.is_empty());
+    if ok {
+        return Ok(());
+    }
+    Err(Error::InvalidName {
+        name: tag.to_string(),
+        reason: "an image tag takes letters, digits and ._-:/@+ (at most 255, no empty or `..` parts)",
+    })
+}
+
 fn non_empty(s: &str, default: &str) -> String {
     if s.is_empty() {
         default.to_string()

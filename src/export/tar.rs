@@ -38,16 +38,32 @@ impl<W: Write> Write for Counted<W> {
 /// returns the bytes written.
 pub fn write<W: Write>(store: &Store, tree: &ExportTree, out: W, label: &Path) -> Result<u64> {
     let mut w = TarWriter::new(Counted { w: out, n: 0 });
-    let leaders = tree.manifest.link_leaders();
+    let entries = &tree.manifest.entries;
+    // Depth first: a directory's entries follow it without another
+    // directory's in between (`a/x` before `a-b`), so extracting tools that
+    // set a directory's times when they leave it set them last.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| {
+        let parts = |i: usize| entries[i].path.split(|&c| c == b'/');
+        parts(a).cmp(parts(b))
+    });
+    // The first name of each hardlink group in that order carries the data.
+    let mut leaders = std::collections::HashMap::new();
+    for &i in &order {
+        if entries[i].kind == Kind::File && entries[i].link_group != 0 {
+            leaders.entry(entries[i].link_group).or_insert(i);
+        }
+    }
     let mut buf = vec![0u8; 1 << 20];
-    for (i, e) in tree.manifest.entries.iter().enumerate() {
+    for &i in &order {
+        let e = &entries[i];
         if e.kind == Kind::Socket {
             continue;
         }
         let mut m = member_of(e);
         if e.kind == Kind::File && e.link_group != 0 && leaders[&e.link_group] != i {
             m.kind = MemberKind::Hardlink;
-            m.link = tree.manifest.entries[leaders[&e.link_group]].path.clone();
+            m.link = entries[leaders[&e.link_group]].path.clone();
             w.begin(&m).at(label)?;
             w.end_member().at(label)?;
             continue;

@@ -200,15 +200,23 @@ impl<'a> ObjectSink<'a> {
     /// `hash`) into the session instead of copying it. Its owner, mode and
     /// xattrs become an object's, and the moved bytes are hashed again (a
     /// mismatch moves the file back and fails). Returns false, moving
-    /// nothing, when the file is on another file system; true when the
-    /// store has it (moved, or already present: then the file stays).
+    /// nothing, when the file is on another file system or another open
+    /// file refers to it (it could be written later); true when the store
+    /// has it (moved, or already present: then the file stays).
     pub fn store_moved(&self, path: &Path, file: &File, size: u64, hash: Hash) -> Result<bool> {
         if self.session.pin_and_check(&hash, size)? {
             self.dedup_bytes.fetch_add(size, Ordering::Relaxed);
             return Ok(true);
         }
+        // Only a file nobody else has open is moved: afterwards only the
+        // store can reach it. Otherwise (or across file systems) it is copied.
+        if !crate::store::sys::try_write_lease(file) {
+            return Ok(false);
+        }
         let staged = self.session.stage_path();
-        match std::fs::rename(path, &staged) {
+        let renamed = std::fs::rename(path, &staged);
+        crate::store::sys::release_lease(file);
+        match renamed {
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(false),
             r => r.at(path)?,
         }

@@ -1,4 +1,4 @@
-//! Export: materialise a template version into an empty directory with every byte
+//! Writing a tree into a directory (the `dir` format of [`crate::export`]) with every byte
 //! and every piece of recorded metadata (owner, mode with setuid/setgid/sticky,
 //! mtime in nanoseconds, xattrs, symlink targets, hardlinks, device numbers, holes).
 //! Each file's content is re-hashed after copying, so a corrupt object is reported,
@@ -14,37 +14,11 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 
 use crate::store::Store;
-use crate::store::catalog::Catalog;
 use crate::store::error::{Error, IoContext, Result};
 use crate::store::fsutil;
 use crate::store::hash::Hash;
 use crate::store::manifest::{Entry, Kind, Manifest};
-use crate::store::name::TemplateRef;
 use crate::store::objects;
-
-/// What an export wrote.
-#[derive(Debug, Clone)]
-pub struct ExportSummary {
-    pub label: String,
-    pub entries: u64,
-    pub bytes: u64,
-}
-
-/// Export template `r` into `dest`, which must be missing or an empty directory.
-pub fn export(store: &Store, r: &TemplateRef, dest: &Path) -> Result<ExportSummary> {
-    let (label, manifest) = {
-        let db = Catalog::open_read_only(store)?;
-        let rec = db.resolve(r)?;
-        (rec.label(), db.manifest(&rec.name, rec.version)?)
-    };
-    prepare_dest(dest)?;
-    write_tree(store, &manifest, dest)?;
-    Ok(ExportSummary {
-        label,
-        entries: manifest.entries.len() as u64,
-        bytes: manifest.logical_bytes(),
-    })
-}
 
 /// `dest` must be missing or an empty directory; nothing is made.
 pub fn check_dest(dest: &Path) -> Result<()> {

@@ -1,5 +1,6 @@
 //! The one audited home of `unsafe` in vzstore: read-only memory maps,
-//! `malloc_trim`, the default SIGPIPE action for the command line, and attaching a loop device (two ioctls) for the kernel
+//! `malloc_trim`, the default SIGPIPE action for the command line, file
+//! leases for `ingest --consume`, and attaching a loop device (two ioctls) for the kernel
 //! backend on kernels that cannot mount an EROFS image file directly.
 //!
 //! Memory maps are `unsafe` because another process could change the mapped file
@@ -41,6 +42,26 @@ pub fn restore_default_sigpipe() {
     // it is called once, at the start of main, before any thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Take a write lease on `file` (`F_SETLEASE`, `F_WRLCK`): the kernel grants
+/// it only when no other open file (of any process, or a shared writable
+/// map) refers to the inode. `ingest --consume` moves a file into the store
+/// only under one, so no writer can change the object afterwards. False when
+/// the lease is refused or the file system has no leases.
+pub(crate) fn try_write_lease(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) == 0 }
+}
+
+/// Give up a lease taken with [`try_write_lease`].
+pub(crate) fn release_lease(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: as above.
+    unsafe {
+        libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK);
     }
 }
 

@@ -405,12 +405,7 @@ fn consume_moves_new_files_into_the_store() {
     fs::write(src.join("d/a"), noise(1, 100_000)).unwrap();
     fs::write(src.join("b"), b"bbb").unwrap();
     fs::hard_link(src.join("b"), src.join("b2")).unwrap();
-    rustix::fs::chown(
-        src.join("d/a"),
-        Some(rustix::fs::Uid::from_raw(1234)),
-        None,
-    )
-    .unwrap();
+    rustix::fs::chown(src.join("d/a"), Some(rustix::fs::Uid::from_raw(1234)), None).unwrap();
     rustix::fs::setxattr(
         src.join("d/a"),
         "user.k",
@@ -555,7 +550,7 @@ fn tar_ingest_and_export_on_a_full_disk() {
     let (_t2, big) = new_store();
     vz_ok(&big, &["ingest", tar.to_str().unwrap(), "--name", "d"]);
     let dest_fs = LoopFs::new(32);
-    for (fmt, name) in [("tar", "d.tar"), ("oci", "d.oci")] {
+    for (fmt, name) in [("tar", "d.tar"), ("oci", "d.oci"), ("dir", "d.dir")] {
         let dest = dest_fs.path.join(name);
         let err = vz_err(
             &big,
@@ -623,4 +618,190 @@ fn container_exports_show_its_current_tree() {
     export_dir(&store, "c1t", &back);
     assert_same_tree(&live, &back);
     assert_clean(&store);
+}
+
+/// An archive of the given members (name, kind, link or content, xattrs).
+fn archive(path: &Path, members: &[(&[u8], char, &[u8], Vec<(Vec<u8>, Vec<u8>)>)]) {
+    use vzstore::archive::read::{Member, MemberKind};
+    use vzstore::archive::write::TarWriter;
+    let mut w = TarWriter::new(fs::File::create(path).unwrap());
+    for (name, kind, data, xattrs) in members {
+        let kind = match kind {
+            'f' => MemberKind::File,
+            'd' => MemberKind::Dir,
+            'l' => MemberKind::Symlink,
+            _ => MemberKind::Hardlink,
+        };
+        let m = Member {
+            name: name.to_vec(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+            size: if kind == MemberKind::File {
+                data.len() as u64
+            } else {
+                0
+            },
+            link: if kind == MemberKind::File {
+                Vec::new()
+            } else {
+                data.to_vec()
+            },
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: xattrs.clone(),
+            sparse: None,
+            offset: 0,
+        };
+        w.begin(&m).unwrap();
+        if kind == MemberKind::File {
+            w.data(data).unwrap();
+        }
+        w.end_member().unwrap();
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn members_no_file_system_can_hold_are_refused() {
+    let (t, store) = new_store();
+    let deep = "d/".repeat(3000) + "f";
+    let long = "n".repeat(256);
+    let huge_path = "d/".repeat(500_000) + "f";
+    // Long enough for a pax `path` record, where a NUL can hide.
+    let nul = [&b"a\0"[..], &[b'b'; 120]].concat();
+    let x = |n: &[u8], v: &[u8]| vec![(n.to_vec(), v.to_vec())];
+    let cases: Vec<(
+        &str,
+        Vec<(&[u8], char, &[u8], Vec<(Vec<u8>, Vec<u8>)>)>,
+        &str,
+    )> = vec![
+        (
+            "deep",
+            vec![(deep.as_bytes(), 'f', b"x", vec![])],
+            "longer than 4095 bytes",
+        ),
+        (
+            "huge",
+            vec![(huge_path.as_bytes(), 'f', b"x", vec![])],
+            "longer than 4095 bytes",
+        ),
+        ("nul", vec![(nul.as_slice(), 'f', b"x", vec![])], "NUL"),
+        (
+            "component",
+            vec![(long.as_bytes(), 'f', b"x", vec![])],
+            "longer than 255 bytes",
+        ),
+        (
+            "xattr-empty",
+            vec![(b"f", 'f', b"x", x(b"", b"v"))],
+            "xattr name",
+        ),
+        (
+            "xattr-big",
+            vec![(b"f", 'f', b"x", x(b"user.big", &vec![1u8; 70_000]))],
+            "a value of 70000 bytes",
+        ),
+        (
+            "acl",
+            vec![(b"f", 'f', b"x", x(b"system.posix_acl_access", b"garbage!"))],
+            "not a POSIX ACL",
+        ),
+        (
+            "link-target",
+            vec![(b"f", 'f', b"x", vec![]), (b"h", 'h', b"../f", vec![])],
+            "link target holds `..`",
+        ),
+    ];
+    for (name, members, why) in cases {
+        let p = t.path().join(format!("{name}.tar"));
+        archive(&p, &members);
+        let err = vz_err(&store, &["ingest", p.to_str().unwrap(), "--name", "x"]);
+        assert!(err.contains(why), "{name}: {err}");
+    }
+    assert!(objects_state(&store).is_empty());
+    assert_clean(&store);
+}
+
+#[test]
+fn consume_never_takes_the_store_or_a_file_someone_can_still_write() {
+    if !require_root("leases on files of other owners") {
+        return;
+    }
+    let (t, store, src) = fixture_store();
+    vz_ok(&store, &["create", "c1", "--template", "fx"]);
+    for inside in [
+        store.clone(),
+        store.join("private/c1"),
+        t.path().to_path_buf(),
+    ] {
+        let err = vz_err(
+            &store,
+            &[
+                "ingest",
+                inside.to_str().unwrap(),
+                "--name",
+                "x",
+                "--consume",
+            ],
+        );
+        assert!(err.contains("store"), "{}: {err}", inside.display());
+    }
+    let err = vz_err(
+        &store,
+        &[
+            "ingest",
+            store.join("private").to_str().unwrap(),
+            "--name",
+            "x",
+        ],
+    );
+    assert!(err.contains("inside the store"), "{err}");
+    assert_clean(&store);
+    drop(src);
+    // A file held open for writing is copied, not moved: writing it later
+    // cannot change an object.
+    let d = t.path().join("d");
+    fs::create_dir(&d).unwrap();
+    fs::write(d.join("held"), noise(9, 50_000)).unwrap();
+    fs::write(d.join("free"), noise(10, 50_000)).unwrap();
+    let mut held = fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("held"))
+        .unwrap();
+    vz_ok(
+        &store,
+        &["ingest", d.to_str().unwrap(), "--name", "c", "--consume"],
+    );
+    assert!(d.join("held").exists() && !d.join("free").exists());
+    held.write_all(b"tampered").unwrap();
+    drop(held);
+    assert_clean(&store);
+}
+
+#[test]
+fn gnu_tar_restores_every_directory_time_of_an_exported_debian_root() {
+    if !require_root("debootstrap root with devices") {
+        return;
+    }
+    let root = debian_root("debian-minbase", None, "usr/bin/dpkg");
+    let (t, store) = new_store();
+    vz_ok(&store, &["ingest", root.to_str().unwrap(), "--name", "deb"]);
+    let tar = t.path().join("deb.tar");
+    vz_ok(
+        &store,
+        &["export", "deb", tar.to_str().unwrap(), "--format", "tar"],
+    );
+    let x = t.path().join("x");
+    fs::create_dir(&x).unwrap();
+    sh(&format!(
+        "tar --xattrs --xattrs-include='*' --numeric-owner -xpf {} -C {}",
+        tar.display(),
+        x.display()
+    ));
+    same_mtime(&root, &x);
+    assert_same_tree(&root, &x);
 }

@@ -162,6 +162,41 @@ fn layers_apply_in_order_with_whiteouts_and_checked_digests() {
         format!("oci:{}", broken.display()),
         "is missing from the image",
     );
+    type Edit<'a> = &'a dyn Fn(&mut serde_json::Value) -> Option<()>;
+    let cases: [(&str, Edit); 3] = [
+        ("no-rootfs", &|c| {
+            c.as_object_mut().unwrap().remove("rootfs").map(drop)
+        }),
+        ("short", &|c| {
+            c["rootfs"]["diff_ids"]
+                .as_array_mut()
+                .unwrap()
+                .pop()
+                .map(drop)
+        }),
+        ("windows", &|c| {
+            c["os"] = "windows".into();
+            Some(())
+        }),
+    ];
+    for (name, edit) in cases {
+        let dir = t.path().join(name);
+        run(
+            "cp",
+            &[
+                "-a",
+                h.join("oci-good").to_str().unwrap(),
+                dir.to_str().unwrap(),
+            ],
+        );
+        rewrite_config(&dir, edit);
+        let why = if name == "windows" {
+            "Linux trees"
+        } else {
+            "diff_ids"
+        };
+        refuse(format!("oci:{}", dir.display()), why);
+    }
     assert_eq!(
         objects_state(&store),
         before,
@@ -169,6 +204,38 @@ fn layers_apply_in_order_with_whiteouts_and_checked_digests() {
     );
     assert!(vz(&store, &["templates", "show", "bad"]).status.code() == Some(1));
     assert_clean(&store);
+}
+
+/// Change the config of the layout at `dir` and fix the digests that name it.
+fn rewrite_config(dir: &Path, edit: &dyn Fn(&mut serde_json::Value) -> Option<()>) {
+    use sha2::Digest;
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let put = |v: &serde_json::Value| {
+        let bytes = serde_json::to_vec(v).unwrap();
+        let d = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        fs::write(blob(&d), &bytes).unwrap();
+        (d, bytes.len())
+    };
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let md = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(blob(&md)).unwrap()).unwrap();
+    let cd = m["config"]["digest"].as_str().unwrap().to_string();
+    let mut c: serde_json::Value = serde_json::from_slice(&fs::read(blob(&cd)).unwrap()).unwrap();
+    edit(&mut c).expect("edited");
+    let (d, n) = put(&c);
+    m["config"]["digest"] = d.into();
+    m["config"]["size"] = n.into();
+    let (d, n) = put(&m);
+    index["manifests"][0]["digest"] = d.into();
+    index["manifests"][0]["size"] = n.into();
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
 const UL: [&str; 4] = [

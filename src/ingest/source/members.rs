@@ -100,9 +100,12 @@ impl MemberTree {
     /// Where member `m` goes; applies whiteouts. Called before its data is
     /// read, so a refused member costs nothing.
     pub fn place(&mut self, m: &Member) -> Result<Place> {
-        let path = self.normalize(m, &m.name)?;
+        let path = self.normalize(m, &m.name, "name")?;
         if self.mode == Mode::Layers {
             let (parent, base) = split(&path);
+            if parent.split(|&b| b == b'/').any(|c| c.starts_with(b".wh.")) {
+                return Err(self.refuse(m, "a member under a whiteout name"));
+            }
             if base == b".wh..wh..opq" {
                 self.opaque(parent);
                 return Ok(Place::Whiteout);
@@ -123,16 +126,37 @@ impl MemberTree {
         Ok(Place::Path(path))
     }
 
-    fn normalize(&mut self, m: &Member, name: &[u8]) -> Result<Vec<u8>> {
-        if name.first() == Some(&b'/') {
+    /// A member's name (or a hardlink's target, `what`) as a clean relative
+    /// path, within Linux's limits (no NUL, components of at most 255 bytes,
+    /// at most 4095 bytes in all), or an error naming the member.
+    fn normalize(&mut self, m: &Member, name: &[u8], what: &str) -> Result<Vec<u8>> {
+        if name.first() == Some(&b'/') && what == "name" {
             self.stripped += 1;
         }
-        let mut out = Vec::with_capacity(name.len());
+        if name.contains(&0) {
+            return Err(self.refuse(m, format!("its {what} holds a NUL byte")));
+        }
+        let mut out = Vec::with_capacity(name.len().min(PATH_MAX));
         for c in name.split(|&b| b == b'/') {
+            if c.len() > NAME_MAX {
+                return Err(self.refuse(
+                    m,
+                    format!("its {what} has a component longer than {NAME_MAX} bytes"),
+                ));
+            }
+            if out.len() + c.len() >= PATH_MAX {
+                return Err(self.refuse(
+                    m,
+                    format!("its {what} is longer than {} bytes", PATH_MAX - 1),
+                ));
+            }
             match c {
                 b"" | b"." => {}
                 b".." => {
-                    return Err(self.refuse(m, "its name holds `..`, which would escape the tree"));
+                    return Err(self.refuse(
+                        m,
+                        format!("its {what} holds `..`, which would escape the tree"),
+                    ));
                 }
                 c => {
                     if !out.is_empty() {
@@ -168,6 +192,7 @@ impl MemberTree {
             MemberKind::Hardlink => self.link_entry(&path, m)?,
             _ => entry_of(&path, m, hash).map_err(|r| self.refuse(m, r))?,
         };
+        check_entry(&entry).map_err(|r| self.refuse(m, r))?;
         if let Some(old) = self.nodes.get(&path) {
             if old.entry.kind == Kind::Dir && entry.kind == Kind::Dir {
                 let old = &mut self.nodes.get_mut(&path).expect("checked").entry;
@@ -248,7 +273,7 @@ impl MemberTree {
 
     /// The entry of a hardlink member: its target's, joined to its group.
     fn link_entry(&mut self, path: &[u8], m: &Member) -> Result<Entry> {
-        let target = self.normalize(m, &m.link.clone())?;
+        let target = self.normalize(m, &m.link.clone(), "link target")?;
         let group = match self
             .nodes
             .get(&target)
@@ -372,6 +397,61 @@ impl MemberTree {
         }
         (entries, warnings)
     }
+}
+
+/// Linux's limits on a path and on one name in it (`PATH_MAX` counts the
+/// terminating NUL).
+const PATH_MAX: usize = 4096;
+const NAME_MAX: usize = 255;
+/// Linux's limits on one xattr value and on the list of an inode's names.
+const XATTR_SIZE_MAX: usize = 65536;
+const XATTR_LIST_MAX: usize = 65536;
+
+/// What no Linux file system could hold: symlink targets with NUL or over
+/// PATH_MAX, xattrs with empty, over-long or NUL-holding names, values over
+/// 64 KiB, name lists over 64 KiB, and POSIX ACLs that are not ACLs.
+fn check_entry(e: &Entry) -> std::result::Result<(), String> {
+    if e.kind == Kind::Symlink && (e.target.contains(&0) || e.target.len() >= PATH_MAX) {
+        return Err("a symlink target with a NUL byte or longer than 4095 bytes".into());
+    }
+    let mut list = 0;
+    for (n, v) in &e.xattrs {
+        let name = String::from_utf8_lossy(n);
+        if n.is_empty() || n.len() > NAME_MAX || n.contains(&0) {
+            return Err(format!(
+                "an xattr name {name:?} that is empty, holds NUL or is over {NAME_MAX} bytes"
+            ));
+        }
+        if v.len() > XATTR_SIZE_MAX {
+            return Err(format!(
+                "xattr {name}: a value of {} bytes (at most {XATTR_SIZE_MAX})",
+                v.len()
+            ));
+        }
+        list += n.len() + 1;
+        if (n == b"system.posix_acl_access" || n == b"system.posix_acl_default") && !acl_ok(v) {
+            return Err(format!("xattr {name}: not a POSIX ACL"));
+        }
+    }
+    if list > XATTR_LIST_MAX {
+        return Err(format!(
+            "xattr names of {list} bytes in all (at most {XATTR_LIST_MAX})"
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel's binary ACL: version 2, then 8-byte entries of known tags.
+fn acl_ok(v: &[u8]) -> bool {
+    if v.len() < 4 || (v.len() - 4) % 8 != 0 || v[..4] != 2u32.to_le_bytes() {
+        return false;
+    }
+    v[4..].chunks(8).all(|e| {
+        matches!(
+            u16::from_le_bytes([e[0], e[1]]),
+            1 | 2 | 4 | 8 | 0x10 | 0x20
+        )
+    })
 }
 
 /// The key range of paths strictly under `dir` (after `dir/`, before `dir0`;

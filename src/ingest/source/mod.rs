@@ -43,6 +43,7 @@ pub fn open(store: &Store, spec: &str, consume: bool) -> Result<Box<dyn Source>>
     let path = Path::new(spec);
     let meta = std::fs::metadata(path).at(path)?;
     if meta.is_dir() {
+        check_outside_store(store, path, consume)?;
         let mut d = dir::DirSource::open(store, path)?;
         d.consume = consume;
         Ok(Box::new(d))
@@ -58,6 +59,25 @@ pub fn open(store: &Store, spec: &str, consume: bool) -> Result<Box<dyn Source>>
             reason: "neither a directory nor a tar archive file".into(),
         })
     }
+}
+
+/// A directory source must not be inside the store (its files change under
+/// the ingest, and `--consume` would move the store's own files); with
+/// `--consume` it must not hold the store either.
+fn check_outside_store(store: &Store, src: &Path, consume: bool) -> Result<()> {
+    let canon = |p: &Path| std::fs::canonicalize(p).at(p);
+    let (src_c, store_c) = (canon(src)?, canon(store.root())?);
+    let reason = if src_c.starts_with(&store_c) {
+        "is inside the store; a template cannot be ingested from the store itself"
+    } else if consume && store_c.starts_with(&src_c) {
+        "holds the store; --consume would move the store's own files"
+    } else {
+        return Ok(());
+    };
+    Err(Error::BadSource {
+        path: src.to_path_buf(),
+        reason: reason.into(),
+    })
 }
 
 /// A stat-cache entry to record, keyed by `(dev, ino)`.

@@ -148,14 +148,25 @@ impl Source for OciSource {
             _ => self.resolve_oci(&blobs)?,
         };
         let diff_ids = diff_ids(&resolved.config);
+        if diff_ids.len() != resolved.layers.len() {
+            return Err(self.bad(format!(
+                "the image has {} layers but its config lists {} diff_ids (rootfs.diff_ids)",
+                resolved.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        if let Some(os) = resolved.config["os"].as_str().filter(|os| *os != "linux") {
+            return Err(self.bad(format!("an image for {os:?}; templates are Linux trees")));
+        }
         let mut tree = MemberTree::new(Mode::Layers, self.image.path.clone());
         for (i, layer) in resolved.layers.iter().enumerate() {
             tree.next_layer();
             let want_diff = layer
                 .diff_id
                 .clone()
-                .or_else(|| diff_ids.get(i).cloned().flatten());
-            self.apply_layer(&blobs, layer, want_diff.as_ref(), &mut tree, sink)?;
+                .or_else(|| diff_ids[i].clone())
+                .ok_or_else(|| self.bad(format!("diff_id {i} of the config is not a digest")))?;
+            self.apply_layer(&blobs, layer, Some(&want_diff), &mut tree, sink)?;
         }
         let (entries, warnings) = tree.finish();
         let c = &resolved.config;
@@ -247,10 +258,13 @@ impl OciSource {
     fn resolve_oci(&self, blobs: &Blobs) -> Result<Resolved> {
         let index = self.json(blobs, "index.json", None)?;
         let mut desc = self.pick_manifest(&index)?;
-        for _ in 0..4 {
+        for depth in 0.. {
             let media = desc["mediaType"].as_str().unwrap_or_default();
             if !media.contains("index") && !media.contains("manifest.list") {
                 break;
+            }
+            if depth == 4 {
+                return Err(self.bad("image indexes nested more than 4 deep"));
             }
             let d = self.digest_of(&desc, "index")?;
             let nested = self.json(blobs, &d.blob_path(), Some(&d))?;
