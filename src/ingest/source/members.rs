@@ -443,7 +443,7 @@ fn check_entry(e: &Entry) -> std::result::Result<(), String> {
 
 /// The kernel's binary ACL: version 2, then 8-byte entries of known tags.
 fn acl_ok(v: &[u8]) -> bool {
-    if v.len() < 4 || (v.len() - 4) % 8 != 0 || v[..4] != 2u32.to_le_bytes() {
+    if v.len() < 4 || !(v.len() - 4).is_multiple_of(8) || v[..4] != 2u32.to_le_bytes() {
         return false;
     }
     v[4..].chunks(8).all(|e| {
