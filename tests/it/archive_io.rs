@@ -621,7 +621,11 @@ fn container_exports_show_its_current_tree() {
 }
 
 /// An archive of the given members (name, kind, link or content, xattrs).
-fn archive(path: &Path, members: &[(&[u8], char, &[u8], Vec<(Vec<u8>, Vec<u8>)>)]) {
+/// One member to write: name, kind (`f`ile, `d`ir, `l`ink, `h`ardlink),
+/// content or link target, xattrs.
+type Spec<'a> = (&'a [u8], char, &'a [u8], Vec<(Vec<u8>, Vec<u8>)>);
+
+fn archive(path: &Path, members: &[Spec<'_>]) {
     use vzstore::archive::read::{Member, MemberKind};
     use vzstore::archive::write::TarWriter;
     let mut w = TarWriter::new(fs::File::create(path).unwrap());
@@ -674,11 +678,7 @@ fn members_no_file_system_can_hold_are_refused() {
     // Long enough for a pax `path` record, where a NUL can hide.
     let nul = [&b"a\0"[..], &[b'b'; 120]].concat();
     let x = |n: &[u8], v: &[u8]| vec![(n.to_vec(), v.to_vec())];
-    let cases: Vec<(
-        &str,
-        Vec<(&[u8], char, &[u8], Vec<(Vec<u8>, Vec<u8>)>)>,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, Vec<Spec<'_>>, &str)> = vec![
         (
             "deep",
             vec![(deep.as_bytes(), 'f', b"x", vec![])],
