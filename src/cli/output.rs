@@ -27,6 +27,14 @@ impl IngestBar {
 }
 
 impl Progress for IngestBar {
+    fn start_stream(&self) {
+        self.0.unset_length();
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bytes} {bytes_per_sec}")
+        {
+            self.0.set_style(style);
+        }
+    }
     fn start(&self, total_bytes: u64, files: u64) {
         self.0.set_length(total_bytes);
         self.0.set_message(format!("{files} files"));

@@ -102,12 +102,8 @@ pub fn export(store: &Store, what: What<'_>, dest: &Dest, opts: &Options) -> Res
             )?
         }
         (Format::Tar, Dest::Path(p)) => atomic_file(p, |f, tmp| {
-            tar::write(
-                store,
-                &tree,
-                std::io::BufWriter::with_capacity(1 << 20, f),
-                tmp,
-            )
+            let out = std::io::BufWriter::with_capacity(1 << 20, WriteAhead { f, unsynced: 0 });
+            tar::write(store, &tree, out, tmp)
         })?,
         (Format::Oci, Dest::Path(p)) => oci::write(store, &tree, p, opts)?,
         (_, Dest::Stdout) => {
@@ -124,6 +120,28 @@ pub fn export(store: &Store, what: What<'_>, dest: &Dest, opts: &Options) -> Res
         written,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A file that starts writeback of its dirty pages every 64 MiB, so the
+/// `fsync` at the end of an export waits for little.
+struct WriteAhead {
+    f: std::fs::File,
+    unsynced: u64,
+}
+
+impl std::io::Write for WriteAhead {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.f.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= 64 << 20 {
+            crate::store::fsutil::start_writeback(&self.f);
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.f.flush()
+    }
 }
 
 /// Write file `dest` through `write` under a temporary name beside it,

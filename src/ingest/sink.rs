@@ -32,6 +32,8 @@ use crate::store::session::Session;
 pub trait Progress: Sync {
     /// Total bytes of regular-file content to process, once known.
     fn start(&self, _total_bytes: u64, _files: u64) {}
+    /// A stream of unknown size starts (an archive): show bytes and rate.
+    fn start_stream(&self) {}
     /// `bytes` more of file content processed.
     fn advance(&self, _bytes: u64) {}
 }

@@ -39,6 +39,16 @@ struct Node {
     entry: Entry,
     /// The layer that wrote it (0 for a plain archive).
     layer: u32,
+    /// A file whose hash is computed elsewhere: resolved by [`MemberTree::finish`].
+    ticket: Option<u32>,
+}
+
+/// A regular file's content as the source hands it to [`MemberTree::insert`]:
+/// its hash, or a ticket for a hash still being computed (on a worker thread).
+#[derive(Clone, Copy, Debug)]
+pub enum Content {
+    Hash(Hash),
+    Ticket(u32),
 }
 
 /// An in-memory tree of members.
@@ -50,6 +60,7 @@ pub struct MemberTree {
     source: PathBuf,
     stripped: u64,
     duplicates: u64,
+    tickets: u32,
 }
 
 /// What a member's name means for the tree.
@@ -68,6 +79,7 @@ impl MemberTree {
             Node {
                 entry: dir_entry(Vec::new(), 0),
                 layer: 0,
+                ticket: None,
             },
         );
         MemberTree {
@@ -78,6 +90,7 @@ impl MemberTree {
             source,
             stripped: 0,
             duplicates: 0,
+            tickets: 0,
         }
     }
 
@@ -169,9 +182,23 @@ impl MemberTree {
         Ok(out)
     }
 
-    /// Add member `m` at `path` (from [`MemberTree::place`]); `hash` is its
-    /// content's for a regular file.
-    pub fn insert(&mut self, path: Vec<u8>, m: &Member, hash: Option<Hash>) -> Result<()> {
+    /// A new ticket for [`Content::Ticket`] (numbered from 0).
+    pub fn ticket(&mut self) -> u32 {
+        self.tickets += 1;
+        self.tickets - 1
+    }
+
+    /// Add member `m` at `path` (from [`MemberTree::place`]); `content` is
+    /// a regular file's.
+    pub fn insert(&mut self, path: Vec<u8>, m: &Member, content: Option<Content>) -> Result<()> {
+        if m.kind == MemberKind::File && content.is_none() {
+            return Err(self.refuse(m, "a regular file without content"));
+        }
+        let (hash, mut ticket) = match content {
+            Some(Content::Hash(h)) => (Some(h), None),
+            Some(Content::Ticket(t)) => (None, Some(t)),
+            None => (None, None),
+        };
         if path.is_empty() {
             if m.kind != MemberKind::Dir {
                 return Err(self.refuse(
@@ -189,7 +216,11 @@ impl MemberTree {
         }
         self.parents(&path, m)?;
         let mut entry = match m.kind {
-            MemberKind::Hardlink => self.link_entry(&path, m)?,
+            MemberKind::Hardlink => {
+                let (e, t) = self.link_entry(&path, m)?;
+                ticket = t;
+                e
+            }
             _ => entry_of(&path, m, hash).map_err(|r| self.refuse(m, r))?,
         };
         check_entry(&entry).map_err(|r| self.refuse(m, r))?;
@@ -224,6 +255,7 @@ impl MemberTree {
             Node {
                 entry,
                 layer: self.layer,
+                ticket,
             },
         );
         Ok(())
@@ -243,6 +275,7 @@ impl MemberTree {
                         Node {
                             entry: d,
                             layer: self.layer,
+                            ticket: None,
                         },
                     );
                 }
@@ -271,8 +304,9 @@ impl MemberTree {
         Ok(())
     }
 
-    /// The entry of a hardlink member: its target's, joined to its group.
-    fn link_entry(&mut self, path: &[u8], m: &Member) -> Result<Entry> {
+    /// The entry of a hardlink member (its target's, joined to its group)
+    /// and the target's ticket.
+    fn link_entry(&mut self, path: &[u8], m: &Member) -> Result<(Entry, Option<u32>)> {
         let target = self.normalize(m, &m.link.clone(), "link target")?;
         let group = match self
             .nodes
@@ -301,10 +335,11 @@ impl MemberTree {
             }
             Some((_, g)) => g,
         };
-        let mut e = self.nodes[&target].entry.clone();
+        let node = &self.nodes[&target];
+        let mut e = node.entry.clone();
         e.path = path.to_vec();
         e.link_group = group;
-        Ok(e)
+        Ok((e, node.ticket))
     }
 
     fn has_children(&self, dir: &[u8]) -> bool {
@@ -360,8 +395,10 @@ impl MemberTree {
     }
 
     /// The entries, sorted by path, hardlink groups numbered from 1 (a group
-    /// left with one name is no group), and the warnings.
-    pub fn finish(self) -> (Vec<Entry>, Vec<String>) {
+    /// left with one name is no group), and the warnings. `tickets[t]` is the
+    /// hash of ticket `t` (a file whose ticket has none is left without a
+    /// hash, which the pipeline refuses).
+    pub fn finish(self, tickets: &[Option<Hash>]) -> (Vec<Entry>, Vec<String>) {
         let mut size: HashMap<u32, u32> = HashMap::new();
         for n in self.nodes.values() {
             if n.entry.link_group != 0 {
@@ -372,6 +409,9 @@ impl MemberTree {
         let mut entries = Vec::with_capacity(self.nodes.len());
         for (_, n) in self.nodes {
             let mut e = n.entry;
+            if let Some(t) = n.ticket {
+                e.hash = tickets.get(t as usize).copied().flatten();
+            }
             if e.link_group != 0 {
                 e.link_group = if size[&e.link_group] > 1 {
                     let next = renumber.len() as u32 + 1;
@@ -535,7 +575,7 @@ fn entry_of(
     match kind {
         Kind::File => {
             e.size = m.size;
-            e.hash = Some(hash.ok_or("a regular file without content")?);
+            e.hash = hash;
         }
         Kind::Symlink => {
             if m.link.is_empty() {
@@ -608,9 +648,9 @@ mod tests {
                     tree.next_layer();
                 }
                 let Ok(Place::Path(p)) = tree.place(&m) else { continue };
-                let _ = tree.insert(p, &m, (m.kind == MemberKind::File).then_some(hash));
+                let _ = tree.insert(p, &m, (m.kind == MemberKind::File).then_some(Content::Hash(hash)));
             }
-            let (entries, _) = tree.finish();
+            let (entries, _) = tree.finish(&[]);
             let mut dirs = std::collections::HashSet::new();
             for e in &entries {
                 prop_assert!(!e.path.starts_with(b"/"));

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::members::{MemberTree, Mode};
-use super::tar::{read_members, tar_error};
+use super::tar::{Tickets, read_members, tar_error};
 use super::{ImageConfig, Source, SourceTree};
 use crate::archive::compress;
 use crate::archive::read::TarReader;
@@ -158,7 +158,9 @@ impl Source for OciSource {
         if let Some(os) = resolved.config["os"].as_str().filter(|os| *os != "linux") {
             return Err(self.bad(format!("an image for {os:?}; templates are Linux trees")));
         }
+        sink.progress().start_stream();
         let mut tree = MemberTree::new(Mode::Layers, self.image.path.clone());
+        let tickets = Tickets::default();
         for (i, layer) in resolved.layers.iter().enumerate() {
             tree.next_layer();
             let want_diff = layer
@@ -166,9 +168,9 @@ impl Source for OciSource {
                 .clone()
                 .or_else(|| diff_ids[i].clone())
                 .ok_or_else(|| self.bad(format!("diff_id {i} of the config is not a digest")))?;
-            self.apply_layer(&blobs, layer, Some(&want_diff), &mut tree, sink)?;
+            self.apply_layer(&blobs, layer, &want_diff, &mut tree, sink, &tickets)?;
         }
-        let (entries, warnings) = tree.finish();
+        let (entries, warnings) = tree.finish(&tickets.into_vec());
         let c = &resolved.config;
         let image_config = ImageConfig {
             architecture: c["architecture"].as_str().unwrap_or_default().to_string(),
@@ -191,9 +193,10 @@ impl OciSource {
         &self,
         blobs: &Blobs,
         layer: &Layer,
-        diff_id: Option<&Digest>,
+        diff_id: &Digest,
         tree: &mut MemberTree,
         sink: &ObjectSink<'_>,
+        tickets: &Tickets,
     ) -> Result<()> {
         let label = PathBuf::from(format!(
             "{} layer {}",
@@ -209,25 +212,24 @@ impl OciSource {
                 layer.name
             )));
         }
-        let sha256 = Digest::parse(&format!("sha256:{}", "0".repeat(64))).expect("valid");
-        let (mut raw, stored) =
-            Hashing::new(raw, layer.digest.as_ref().unwrap_or(&sha256).hasher());
+        // Docker archives name layers by path, not digest: only the
+        // uncompressed digest (diff_id) is checked for them.
+        let stored_hasher = layer.digest.as_ref().unwrap_or(diff_id).hasher();
+        let (mut raw, stored) = Hashing::new(raw, stored_hasher);
         {
             let (_, decoded) = compress::decoder(&mut raw).at(&label)?;
-            let (decoded, plain) = Hashing::new(decoded, diff_id.unwrap_or(&sha256).hasher());
+            let (decoded, plain) = Hashing::new(decoded, diff_id.hasher());
             let mut tar = TarReader::new(decoded);
-            read_members(&mut tar, tree, sink, &label)?;
+            read_members(&mut tar, tree, sink, &label, tickets)?;
             tar.into_inner()
                 .drain()
                 .map_err(|e| tar_error(&label, e.into()))?;
-            if let Some(want) = diff_id {
-                let (got, _) = seen(&plain);
-                if got != want.to_string() {
-                    return Err(self.bad(format!(
-                        "layer {}: its uncompressed tar hashes to {got}, not to its diff_id {want}",
-                        layer.name
-                    )));
-                }
+            let (got, _) = seen(&plain);
+            if got != diff_id.to_string() {
+                return Err(self.bad(format!(
+                    "layer {}: its uncompressed tar hashes to {got}, not to its diff_id {diff_id}",
+                    layer.name
+                )));
             }
         }
         raw.drain().at(&label)?;
