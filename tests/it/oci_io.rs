@@ -457,5 +457,32 @@ fn podman_and_skopeo_images_in_and_out() {
         &["sh", "-c", "cat /x/y; echo $FOO; cat /etc/debian_version"],
     );
     assert!(out.starts_with("y\nbar\n12."), "{out}");
+    // `podman load` takes the layout directory itself (and names the image
+    // after its path, which must be lowercase: tempdir names are not).
+    let lower = PathBuf::from(format!("/var/tmp/vzstore-load-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&lower);
+    run(
+        "cp",
+        &["-a", dir.to_str().unwrap(), lower.to_str().unwrap()],
+    );
+    let out = Command::new("podman")
+        .args(["load", "-i", lower.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let loaded =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let name = loaded
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Loaded image: ")
+                .or_else(|| l.strip_prefix("Loaded image(s): "))
+        })
+        .unwrap_or_else(|| panic!("podman load said: {loaded}"))
+        .trim()
+        .to_string();
+    let _loaded = PodmanImages(vec![name.clone()]);
+    let _ = fs::remove_dir_all(&lower);
+    assert_eq!(podman_run(&name, &["cat", "/x/y"]), "y\n");
     assert_clean(&store);
 }

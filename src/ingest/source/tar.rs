@@ -116,7 +116,7 @@ impl Tickets {
 
 /// Small files in flight to the workers at most (each at most [`SMALL_FILE`]):
 /// the bound on the memory an archive of any size takes.
-const QUEUE: usize = 32;
+const QUEUE: usize = 16;
 
 /// Read every member of `tar` into `tree`, handing file content to `sink`.
 /// The reader parses and decompresses; small files are hashed and staged by
