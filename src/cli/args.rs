@@ -71,7 +71,8 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = FormatArg::Dir)]
         format: FormatArg,
-        /// OCI: the tag written into index.json (default NAME:VERSION of the template).
+        /// OCI: the tag written into index.json (default NAME:VERSION of a template,
+        /// CT:latest of a container).
         #[arg(long)]
         tag: Option<String>,
         /// OCI: layer compression (default gzip).

@@ -143,10 +143,7 @@ fn write_layout(store: &Store, tree: &ExportTree, dir: &Path, opts: &Options) ->
         "layers": [{"mediaType": media, "digest": layer_digest, "size": layer_size}],
     });
     let (md, ms) = put_json(dir, &manifest)?;
-    let tag = opts
-        .tag
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", tree.base.0, tree.base.1));
+    let tag = opts.tag.clone().unwrap_or_else(|| tree.default_tag.clone());
     let index = json!({
         "schemaVersion": 2,
         "mediaType": INDEX,

@@ -20,8 +20,9 @@ pub struct ExportTree {
     /// index); empty for a template.
     pub private: Vec<Option<PathBuf>>,
     pub config: Option<ImageConfig>,
-    /// `(NAME, VERSION)` of the template (or the container's base).
-    pub base: (String, u32),
+    /// The image tag an OCI export gets unless told: `NAME:VERSION` of a
+    /// template, `CT:latest` of a container.
+    pub default_tag: String,
     /// Keeps a container held (locked, unmountable) while it is exported.
     _held: Option<Held>,
 }
@@ -35,7 +36,7 @@ impl ExportTree {
             manifest: db.manifest(&rec.name, rec.version)?,
             private: Vec::new(),
             config: db.image_config(&rec.name, rec.version)?,
-            base: (rec.name.clone(), rec.version),
+            default_tag: format!("{}:{}", rec.name, rec.version),
             _held: None,
         })
     }
@@ -57,7 +58,7 @@ impl ExportTree {
             manifest: Manifest { entries },
             private,
             config,
-            base: (held.rec.template.clone(), held.rec.version),
+            default_tag: format!("{ct}:latest"),
             _held: Some(held),
         })
     }
