@@ -228,7 +228,7 @@ impl<'a> ObjectSink<'a> {
                 Some(rustix::fs::Uid::ROOT),
                 Some(rustix::fs::Gid::ROOT),
             )?;
-            rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(0o600))?;
+            rustix::fs::fchmod(file, rustix::fs::Mode::from_raw_mode(Session::OBJECT_MODE))?;
             fsutil::clear_xattrs(file)?;
             // Read, not mapped: the file came from outside the store.
             Ok(Hash::from(fsutil::hash_read(file)?))
