@@ -5,6 +5,9 @@
 //! for the writer.
 
 use base64::Engine;
+
+/// Linux's limit on the list of one inode's xattr names.
+const XATTR_LIST_MAX: usize = 65536;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 /// libarchive writes xattr values in base64, with or without padding.
@@ -25,6 +28,9 @@ pub(super) struct PaxExt {
     pub devmajor: Option<u32>,
     pub devminor: Option<u32>,
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Position of each name in `xattrs`, and the bytes of the names.
+    xattr_index: std::collections::HashMap<Vec<u8>, usize>,
+    xattr_names: usize,
     /// GNU sparse keys (0.0 pairs, 0.1 map, 1.0 version and sizes).
     pub sparse: SparseKeys,
 }
@@ -94,7 +100,7 @@ impl PaxExt {
             }
             b"SCHILY.devmajor" => self.devmajor = Some(small(value)?),
             b"SCHILY.devminor" => self.devminor = Some(small(value)?),
-            b"RHT.security.selinux" => self.set_xattr(b"security.selinux", value),
+            b"RHT.security.selinux" => self.set_xattr(b"security.selinux", value)?,
             b"GNU.sparse.major" => self.sparse_mut().major = Some(small(value)?),
             b"GNU.sparse.minor" => self.sparse_mut().minor = Some(small(value)?),
             b"GNU.sparse.name" => self.sparse_mut().name = Some(value.to_vec()),
@@ -114,13 +120,13 @@ impl PaxExt {
             }
             _ => {
                 if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    self.set_xattr(name, value);
+                    self.set_xattr(name, value)?;
                 } else if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
                     let name = url_decode(name);
                     let v = B64
                         .decode(value.trim_ascii())
                         .map_err(|e| format!("{key_s}: bad base64 value: {e}"))?;
-                    self.set_xattr(&name, &v);
+                    self.set_xattr(&name, &v)?;
                 }
                 // Anything else (atime, ctime, uname, gname, charset, comment,
                 // vendor keys) does not describe a template's tree.
@@ -134,9 +140,32 @@ impl PaxExt {
         &mut self.sparse
     }
 
-    fn set_xattr(&mut self, name: &[u8], value: &[u8]) {
-        self.xattrs.retain(|(n, _)| n != name);
-        self.xattrs.push((name.to_vec(), value.to_vec()));
+    /// Set an xattr (a later record of the same name wins). Names are kept
+    /// in a map, and more than 64 KiB of them (Linux's limit for one inode)
+    /// is refused at once, so no record count costs more than linear time.
+    fn set_xattr(&mut self, name: &[u8], value: &[u8]) -> Result<(), String> {
+        match self.xattr_index.get(name) {
+            Some(&i) => self.xattrs[i].1 = value.to_vec(),
+            None => {
+                self.xattr_names += name.len() + 1;
+                if self.xattr_names > XATTR_LIST_MAX {
+                    return Err(format!(
+                        "more than {XATTR_LIST_MAX} bytes of xattr names for one member"
+                    ));
+                }
+                self.xattr_index.insert(name.to_vec(), self.xattrs.len());
+                self.xattrs.push((name.to_vec(), value.to_vec()));
+            }
+        }
+        Ok(())
+    }
+
+    /// `other`'s values over `self`'s (global headers under a member's own).
+    pub fn overlay_xattrs(&mut self, other: &PaxExt) -> Result<(), String> {
+        for (n, v) in &other.xattrs {
+            self.set_xattr(n, v)?;
+        }
+        Ok(())
     }
 }
 

@@ -259,7 +259,7 @@ impl<R: Read> TarReader<R> {
         long_link: Option<Vec<u8>>,
     ) -> Result<Option<Member>, TarError> {
         let bad = |reason: String| TarError::Header { offset, reason };
-        let ext = merge(&self.global, local);
+        let ext = merge(&self.global, local).map_err(bad)?;
         let ustar = &h[at::MAGIC.0..at::MAGIC.0 + 6] == b"ustar\0";
         let mut name = match (ext.path.clone(), long_name) {
             (Some(p), _) | (None, Some(p)) => p,
@@ -469,24 +469,19 @@ fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 /// Global extended headers overlaid by the member's own.
-fn merge(global: &PaxExt, local: PaxExt) -> PaxExt {
-    let mut xattrs = global.xattrs.clone();
-    for (n, v) in local.xattrs {
-        xattrs.retain(|(g, _)| *g != n);
-        xattrs.push((n, v));
-    }
-    PaxExt {
-        path: local.path.or_else(|| global.path.clone()),
-        linkpath: local.linkpath.or_else(|| global.linkpath.clone()),
-        size: local.size.or(global.size),
-        uid: local.uid.or(global.uid),
-        gid: local.gid.or(global.gid),
-        mtime: local.mtime.or(global.mtime),
-        devmajor: local.devmajor.or(global.devmajor),
-        devminor: local.devminor.or(global.devminor),
-        xattrs,
-        sparse: local.sparse,
-    }
+fn merge(global: &PaxExt, local: PaxExt) -> Result<PaxExt, String> {
+    let mut out = global.clone();
+    out.overlay_xattrs(&local)?;
+    out.path = local.path.or(out.path);
+    out.linkpath = local.linkpath.or(out.linkpath);
+    out.size = local.size.or(out.size);
+    out.uid = local.uid.or(out.uid);
+    out.gid = local.gid.or(out.gid);
+    out.mtime = local.mtime.or(out.mtime);
+    out.devmajor = local.devmajor.or(out.devmajor);
+    out.devminor = local.devminor.or(out.devminor);
+    out.sparse = local.sparse;
+    Ok(out)
 }
 
 /// A decompression bomb is reported through `io::Error`; take it back out.

@@ -77,6 +77,9 @@ pub fn export(store: &Store, what: What<'_>, dest: &Dest, opts: &Options) -> Res
         What::Template(r) => ExportTree::template(store, &r)?,
         What::Container(ct, mounted) => ExportTree::container(store, ct, mounted)?,
     };
+    if let Dest::Path(p) = dest {
+        check_parent(p)?;
+    }
     let written = match (opts.format, dest) {
         (Format::Dir, Dest::Path(p)) => {
             crate::store::export::check_dest(p)?;
@@ -84,7 +87,7 @@ pub fn export(store: &Store, what: What<'_>, dest: &Dest, opts: &Options) -> Res
             let written = std::fs::create_dir(&tmp).at(&tmp).and_then(|()| {
                 let open = |i| tree.open(store, i);
                 crate::store::export::write_tree_from(&tree.manifest, &tmp, &open, true)?;
-                std::fs::rename(&tmp, p).at(p)
+                put_in_place(&tmp, p)
             });
             if written.is_err() {
                 let _ = std::fs::remove_dir_all(&tmp);
@@ -167,7 +170,7 @@ fn atomic_file(
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .at(&tmp)?;
-        std::fs::rename(&tmp, dest).at(dest)?;
+        put_in_place(&tmp, dest)?;
         Ok(n)
     });
     if result.is_err() {
@@ -176,11 +179,86 @@ fn atomic_file(
     result
 }
 
+/// Whether process `pid` runs (a zombie, killed but not yet reaped, does not).
+fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which ends at the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Rename the finished `tmp` to `dest`: over an empty directory that was
+/// there (the kernel refuses if it is no longer empty), else only if nothing
+/// took the name meanwhile (`RENAME_NOREPLACE`): an export never replaces a
+/// file someone else wrote.
+pub(crate) fn put_in_place(tmp: &Path, dest: &Path) -> Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    crate::store::fsutil::failpoint_io("export-place").at(dest)?;
+    let was_dir = std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir());
+    let flags = if was_dir && tmp.is_dir() {
+        RenameFlags::empty()
+    } else {
+        RenameFlags::NOREPLACE
+    };
+    renameat_with(CWD, tmp, CWD, dest, flags).map_err(|e| match e {
+        rustix::io::Errno::EXIST => Error::BadDestination {
+            path: dest.to_path_buf(),
+            reason: "appeared while the export ran; left as it is",
+        },
+        e => Error::Io {
+            path: dest.to_path_buf(),
+            err: e.into(),
+        },
+    })
+}
+
+/// The destination must name a new entry in an existing directory (not `.`,
+/// `..` or `/`).
+pub(crate) fn check_parent(dest: &Path) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::BadDestination {
+            path: dest.to_path_buf(),
+            reason,
+        })
+    };
+    if dest.file_name().is_none() || dest.as_os_str() == "." {
+        return bad("names no new directory entry (give the path of a new file or directory)");
+    }
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return bad("its parent directory does not exist");
+    }
+    Ok(())
+}
+
 /// A hidden name beside `dest` for writing it.
 fn temp_beside(dest: &Path) -> PathBuf {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.vzstore-partial-{}", std::process::id()))
+    let prefix = format!(".{name}.vzstore-partial-");
+    // Partial exports of killed processes to the same destination go first.
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let dead = n
+            .strip_prefix(&prefix)
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .is_some_and(|pid| !process_alive(pid));
+        if dead {
+            let p = e.path();
+            let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+        }
+    }
+    dest.with_file_name(format!("{prefix}{}", std::process::id()))
 }

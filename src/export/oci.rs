@@ -59,7 +59,7 @@ pub fn write(store: &Store, tree: &ExportTree, dest: &Path, opts: &Options) -> R
     let tmp = temp_beside(dest);
     let result = write_layout(store, tree, &tmp, opts).and_then(|n| {
         fsutil::sync_fs(&tmp).at(&tmp)?;
-        std::fs::rename(&tmp, dest).at(dest)?;
+        super::put_in_place(&tmp, dest)?;
         if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             fsutil::sync_dir(parent).at(parent)?;
         }

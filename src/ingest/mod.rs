@@ -79,6 +79,10 @@ pub fn ingest(
     fill_hardlink_hashes(&mut manifest);
     check_tree(&manifest, &source.describe())?;
     log::info!("hash and stage: {:.3} s", started.elapsed().as_secs_f64());
+    // Content no entry kept (a replaced archive member) is not published.
+    let used: std::collections::HashSet<Hash> =
+        manifest.entries.iter().filter_map(|e| e.hash).collect();
+    let (dropped, dropped_bytes) = session.drop_staged(&|h| used.contains(h))?;
     session.publish()?;
     log::info!("publish: {:.3} s", started.elapsed().as_secs_f64());
     // The kernel backend's image: rendered now (its objects are published and
@@ -129,8 +133,8 @@ pub fn ingest(
         entries: manifest.entries.len() as u64,
         files,
         bytes: manifest.logical_bytes(),
-        new_objects: counts.new_objects,
-        new_bytes: counts.new_bytes,
+        new_objects: counts.new_objects - dropped,
+        new_bytes: counts.new_bytes.saturating_sub(dropped_bytes),
         dedup_bytes: counts.dedup_bytes,
         cache_hits: counts.cache_hits,
         seconds: started.elapsed().as_secs_f64(),

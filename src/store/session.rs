@@ -143,6 +143,26 @@ impl Session {
             .push((path, hash));
     }
 
+    /// Drop the staged objects whose hash `keep` rejects (content of archive
+    /// members a later member replaced): they are never published. Returns
+    /// how many, and their bytes.
+    pub fn drop_staged(&self, keep: &dyn Fn(&Hash) -> bool) -> Result<(u64, u64)> {
+        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut n, mut bytes) = (0, 0);
+        let mut kept = Vec::with_capacity(staged.len());
+        for (path, hash) in staged.drain(..) {
+            if keep(&hash) {
+                kept.push((path, hash));
+                continue;
+            }
+            bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path).at(&path)?;
+            n += 1;
+        }
+        *staged = kept;
+        Ok((n, bytes))
+    }
+
     /// Make every staged object durable and move it into `objects/`: one syncfs
     /// for the data, renames, one syncfs for the renames. After this returns, a
     /// manifest naming these objects may be committed.

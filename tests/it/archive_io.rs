@@ -805,3 +805,142 @@ fn gnu_tar_restores_every_directory_time_of_an_exported_debian_root() {
     same_mtime(&root, &x);
     assert_same_tree(&root, &x);
 }
+
+#[test]
+fn exports_never_replace_what_appeared_and_clean_up_after_killed_ones() {
+    let (t, store, _src) = fixture_store();
+    let dest = t.path().join("out.tar");
+    // Someone writes the destination while the export runs.
+    let child = std::process::Command::new(bin())
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "export",
+            "fx",
+            dest.to_str().unwrap(),
+            "--format",
+            "tar",
+        ])
+        .env("FAILPOINTS", "export-place=sleep(1500)")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    fs::write(&dest, b"IMPORTANT").unwrap();
+    let out = child.wait_with_output().unwrap();
+    if require_failpoints() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("appeared while the export ran"), "{err}");
+        assert_eq!(fs::read(&dest).unwrap(), b"IMPORTANT");
+    }
+    // A killed export's partial file (its process gone) is removed by the
+    // next export to the same place.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let stale = t.path().join(format!(".new.tar.vzstore-partial-{pid}"));
+    fs::write(&stale, b"partial").unwrap();
+    let new = t.path().join("new.tar");
+    vz_ok(
+        &store,
+        &["export", "fx", new.to_str().unwrap(), "--format", "tar"],
+    );
+    assert!(!stale.exists() && new.exists());
+    let left: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("vzstore-partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Destinations that name nothing new, or whose parent is missing.
+    let err = vz_err(
+        &store,
+        &[
+            "export",
+            "fx",
+            t.path().join("no/such/x.tar").to_str().unwrap(),
+            "--format",
+            "tar",
+        ],
+    );
+    assert!(err.contains("parent directory does not exist"), "{err}");
+    for fmt in ["dir", "oci"] {
+        let out = std::process::Command::new(bin())
+            .current_dir(t.path())
+            .args([
+                "--store",
+                store.to_str().unwrap(),
+                "export",
+                "fx",
+                ".",
+                "--format",
+                fmt,
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("names no new directory entry"),
+            "{fmt}: {err}"
+        );
+    }
+}
+
+#[test]
+fn replaced_members_and_floods_of_xattr_records_cost_nothing_lasting() {
+    let (t, store) = new_store();
+    let dir = hostile_dir(t.path());
+    let v: serde_json::Value = serde_json::from_str(&vz_ok(
+        &store,
+        &[
+            "ingest",
+            dir.join("duplicate.tar").to_str().unwrap(),
+            "--name",
+            "dup",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        v["new_objects"], 1,
+        "the replaced member's content was stored: {v}"
+    );
+    assert_eq!(objects_state(&store).len(), 1);
+    // 100k pax xattr records for one member: refused as soon as the names
+    // pass Linux's 64 KiB (not after reading them all into a list).
+    let p = t.path().join("flood.tar");
+    pax_flood(&p);
+    let err = vz_err(&store, &["ingest", p.to_str().unwrap(), "--name", "flood"]);
+    assert!(err.contains("bytes of xattr names"), "{err}");
+    assert_clean(&store);
+}
+
+/// A tar of one empty file whose pax header holds 100k xattr records.
+fn pax_flood(path: &Path) {
+    use vzstore::archive::read::{Member, MemberKind};
+    use vzstore::archive::write::TarWriter;
+    let xattrs = (0..100_000)
+        .map(|i| (format!("user.k{i}").into_bytes(), b"v".to_vec()))
+        .collect();
+    let mut w = TarWriter::new(fs::File::create(path).unwrap());
+    let m = Member {
+        name: b"f".to_vec(),
+        kind: MemberKind::File,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime_sec: 0,
+        mtime_nsec: 0,
+        size: 0,
+        link: Vec::new(),
+        dev_major: 0,
+        dev_minor: 0,
+        xattrs,
+        sparse: None,
+        offset: 0,
+    };
+    w.begin(&m).unwrap();
+    w.end_member().unwrap();
+    w.finish().unwrap();
+}
