@@ -45,6 +45,23 @@ pub fn digest(store: &Path, t: &str) -> String {
     v["digest"].as_str().unwrap().to_string()
 }
 
+/// `vzstore ingest - --name NAME` with `archive` on standard input.
+fn ingest_stdin(store: &Path, archive: &Path, name: &str) {
+    let out = Command::new(bin())
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "ingest",
+            "-",
+            "--name",
+            name,
+        ])
+        .stdin(fs::File::open(archive).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
 fn export_dir(store: &Path, t: &str, dest: &Path) {
     vz_ok(store, &["export", t, dest.to_str().unwrap()]);
 }
@@ -105,19 +122,7 @@ fn gnu_tar_and_bsdtar_archives_ingest_to_the_same_tree() {
         vz_ok(&store, &["ingest", z.to_str().unwrap(), "--name", &name]);
         assert_eq!(digest(&store, &name), want, "{ext}");
     }
-    let child = Command::new(bin())
-        .args([
-            "--store",
-            store.to_str().unwrap(),
-            "ingest",
-            "-",
-            "--name",
-            "stdin",
-        ])
-        .stdin(fs::File::open(&gnu).unwrap())
-        .output()
-        .unwrap();
-    assert!(child.status.success(), "{child:?}");
+    ingest_stdin(&store, &gnu, "stdin");
     assert_eq!(digest(&store, "stdin"), want);
     let v: serde_json::Value = serde_json::from_str(&vz_ok(
         &store,
@@ -166,19 +171,7 @@ fn exported_tar_extracts_to_an_identical_tree_with_gnu_tar_and_bsdtar() {
     libarchive_pre_1970(&src, &b);
     assert_same_tree(&src, &b);
     // And back in: the same template.
-    let child = Command::new(bin())
-        .args([
-            "--store",
-            store.to_str().unwrap(),
-            "ingest",
-            "-",
-            "--name",
-            "back",
-        ])
-        .stdin(fs::File::open(&tar).unwrap())
-        .output()
-        .unwrap();
-    assert!(child.status.success(), "{child:?}");
+    ingest_stdin(&store, &tar, "back");
     assert_eq!(digest(&store, "back"), digest(&store, "fx"));
     // To standard output: the same bytes as to a file.
     let out = Command::new(bin())

@@ -25,6 +25,9 @@ use crate::archive::read::{Member, MemberKind};
 use crate::store::error::{Error, Result};
 use crate::store::hash::Hash;
 use crate::store::manifest::{Entry, Kind};
+use limits::{NAME_MAX, PATH_MAX, check_entry};
+
+mod limits;
 
 /// How members relate to earlier ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -439,61 +442,6 @@ impl MemberTree {
     }
 }
 
-/// Linux's limits on a path and on one name in it (`PATH_MAX` counts the
-/// terminating NUL).
-const PATH_MAX: usize = 4096;
-const NAME_MAX: usize = 255;
-/// Linux's limits on one xattr value and on the list of an inode's names.
-const XATTR_SIZE_MAX: usize = 65536;
-const XATTR_LIST_MAX: usize = 65536;
-
-/// What no Linux file system could hold: symlink targets with NUL or over
-/// PATH_MAX, xattrs with empty, over-long or NUL-holding names, values over
-/// 64 KiB, name lists over 64 KiB, and POSIX ACLs that are not ACLs.
-fn check_entry(e: &Entry) -> std::result::Result<(), String> {
-    if e.kind == Kind::Symlink && (e.target.contains(&0) || e.target.len() >= PATH_MAX) {
-        return Err("a symlink target with a NUL byte or longer than 4095 bytes".into());
-    }
-    let mut list = 0;
-    for (n, v) in &e.xattrs {
-        let name = String::from_utf8_lossy(n);
-        if n.is_empty() || n.len() > NAME_MAX || n.contains(&0) {
-            return Err(format!(
-                "an xattr name {name:?} that is empty, holds NUL or is over {NAME_MAX} bytes"
-            ));
-        }
-        if v.len() > XATTR_SIZE_MAX {
-            return Err(format!(
-                "xattr {name}: a value of {} bytes (at most {XATTR_SIZE_MAX})",
-                v.len()
-            ));
-        }
-        list += n.len() + 1;
-        if (n == b"system.posix_acl_access" || n == b"system.posix_acl_default") && !acl_ok(v) {
-            return Err(format!("xattr {name}: not a POSIX ACL"));
-        }
-    }
-    if list > XATTR_LIST_MAX {
-        return Err(format!(
-            "xattr names of {list} bytes in all (at most {XATTR_LIST_MAX})"
-        ));
-    }
-    Ok(())
-}
-
-/// The kernel's binary ACL: version 2, then 8-byte entries of known tags.
-fn acl_ok(v: &[u8]) -> bool {
-    if v.len() < 4 || !(v.len() - 4).is_multiple_of(8) || v[..4] != 2u32.to_le_bytes() {
-        return false;
-    }
-    v[4..].chunks(8).all(|e| {
-        matches!(
-            u16::from_le_bytes([e[0], e[1]]),
-            1 | 2 | 4 | 8 | 0x10 | 0x20
-        )
-    })
-}
-
 /// The key range of paths strictly under `dir` (after `dir/`, before `dir0`;
 /// under the root: every other path).
 fn bounds(dir: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
@@ -591,79 +539,4 @@ fn entry_of(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::archive::read::TarReader;
-    use crate::archive::write::TarWriter;
-    use proptest::prelude::*;
-
-    /// Names made of hostile pieces: `..`, `.`, empty parts, whiteouts.
-    fn name() -> impl Strategy<Value = Vec<u8>> {
-        let part = prop::sample::select(vec![
-            "a",
-            "b",
-            "..",
-            ".",
-            "",
-            ".wh.a",
-            ".wh..wh..opq",
-            ".wh...",
-            "c d",
-        ]);
-        (any::<bool>(), prop::collection::vec(part, 1..5)).prop_map(|(abs, parts)| {
-            let mut s = if abs { "/".to_string() } else { String::new() };
-            s.push_str(&parts.join("/"));
-            s.into_bytes()
-        })
-    }
-
-    fn members() -> impl Strategy<Value = Vec<(Vec<u8>, u8, Vec<u8>)>> {
-        prop::collection::vec((name(), 0u8..6, name()), 1..20)
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
-
-        /// Whatever the archive says, the tree holds only clean relative
-        /// paths under directories: nothing can name a place outside it.
-        #[test]
-        fn trees_stay_inside(ms in members(), layers in any::<bool>()) {
-            let mut w = TarWriter::new(Vec::new());
-            for (n, k, link) in &ms {
-                let kind = [MemberKind::File, MemberKind::Dir, MemberKind::Symlink, MemberKind::Hardlink, MemberKind::Fifo, MemberKind::CharDev][*k as usize];
-                let m = Member {
-                    name: n.clone(), kind, mode: 0o644, uid: 0, gid: 0, mtime_sec: 0, mtime_nsec: 0,
-                    size: 0, link: link.clone(), dev_major: 0, dev_minor: 0, xattrs: Vec::new(), sparse: None, offset: 0,
-                };
-                w.begin(&m).unwrap();
-                w.end_member().unwrap();
-            }
-            let data = w.finish().unwrap();
-            let mode = if layers { Mode::Layers } else { Mode::Archive };
-            let mut tree = MemberTree::new(mode, "test".into());
-            let mut r = TarReader::new(&data[..]);
-            let hash = Hash::of(b"");
-            while let Some(m) = r.next_member().unwrap() {
-                if layers && m.name.len() % 3 == 0 {
-                    tree.next_layer();
-                }
-                let Ok(Place::Path(p)) = tree.place(&m) else { continue };
-                let _ = tree.insert(p, &m, (m.kind == MemberKind::File).then_some(Content::Hash(hash)));
-            }
-            let (entries, _) = tree.finish(&[]);
-            let mut dirs = std::collections::HashSet::new();
-            for e in &entries {
-                prop_assert!(!e.path.starts_with(b"/"));
-                for c in e.path.split(|&b| b == b'/') {
-                    prop_assert!(e.path.is_empty() || (c != b".." && c != b"." && !c.is_empty()), "{:?}", String::from_utf8_lossy(&e.path));
-                }
-                if let Some((parent, _)) = crate::store::manifest::split_path(&e.path) {
-                    prop_assert!(dirs.contains(parent), "parent of {:?} is not a directory", String::from_utf8_lossy(&e.path));
-                }
-                if e.kind == Kind::Dir {
-                    dirs.insert(e.path.clone());
-                }
-            }
-        }
-    }
-}
+mod tests;
