@@ -24,4 +24,5 @@ pub mod export;
 pub mod ingest;
 pub mod lifecycle;
 pub mod mount;
+pub mod remote;
 pub mod store;

@@ -117,6 +117,43 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send a template version (`push NAME[@V] REMOTE`) or a container
+    /// (`push --container CT REMOTE`) to a remote: only the objects it lacks,
+    /// then the document naming them.
+    Push {
+        /// NAME[@V] then REMOTE; with --container, only REMOTE.
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        /// Push this (unmounted) container: its base template and its own files.
+        #[arg(long)]
+        container: Option<String>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a template version (`pull NAME[@V] REMOTE`; the newest when no
+    /// version is given) or a container (`pull --container CT REMOTE`) from a
+    /// remote: only the objects this store lacks, each checked by blake3.
+    Pull {
+        /// NAME[@V] then REMOTE; with --container, only REMOTE.
+        #[arg(num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        /// Pull this container (and its base template).
+        #[arg(long)]
+        container: Option<String>,
+        /// Fetch the template's document only; its files are fetched on first
+        /// open by FUSE containers (kernel containers need a full pull).
+        #[arg(long)]
+        lazy: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configure remotes (S3 buckets), list what they hold, collect their garbage.
+    Remote {
+        #[command(subcommand)]
+        cmd: RemoteCmd,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Write man pages (vzstore.1 and one per command) into a directory.
@@ -207,6 +244,61 @@ pub enum Command {
     /// Logical, stored, shared and exclusive bytes per template and for the store.
     Report {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RemoteCmd {
+    /// Add a remote: `remote add NAME s3://BUCKET[/PREFIX] --endpoint URL`.
+    /// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
+    /// AWS_SESSION_TOKEN), or from --credentials-file; they are never stored
+    /// in the store nor printed.
+    Add {
+        name: String,
+        /// s3://BUCKET[/PREFIX]
+        url: String,
+        /// The S3 endpoint, e.g. http://127.0.0.1:3900.
+        #[arg(long)]
+        endpoint: String,
+        /// Signing region (default: AWS_REGION, else us-east-1; Garage's is
+        /// usually `garage`).
+        #[arg(long)]
+        region: Option<String>,
+        /// An AWS-format credentials file (mode 0600) to read keys from.
+        #[arg(long)]
+        credentials_file: Option<PathBuf>,
+    },
+    /// List the remotes; `remote ls NAME` lists what the remote holds.
+    Ls {
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a remote (nothing on it is touched).
+    Rm { name: String },
+    /// Remove a template version's (or `--container CT`'s) document from a
+    /// remote; its objects go at the next `remote gc`.
+    Delete {
+        remote: String,
+        /// NAME@V on the remote.
+        template: Option<String>,
+        #[arg(long)]
+        container: Option<String>,
+    },
+    /// Remove the remote's objects that no document names (safe beside pushes
+    /// from other nodes).
+    Gc {
+        remote: String,
+        /// Keep unnamed objects younger than this (e.g. 0s, 30m, 1h, 2d).
+        #[arg(long, default_value = "1h")]
+        min_age: String,
+        /// Say what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },

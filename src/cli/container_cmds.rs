@@ -58,7 +58,8 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                 passthrough: !no_passthrough,
             };
             if foreground {
-                mount::fuse::serve::serve(&st, &name, mountpoint.as_deref(), opts)?;
+                let lazy = super::remote_cmds::lazy_source_for(&st, &name)?;
+                mount::fuse::serve::serve(&st, &name, mountpoint.as_deref(), opts, lazy)?;
             } else {
                 let mnt = mount::mount(&st, &name, mountpoint.as_deref(), opts)?;
                 println!("mounted container {name} at {}", mnt.display());

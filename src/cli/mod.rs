@@ -6,6 +6,7 @@ mod args;
 mod container_cmds;
 mod lifecycle_cmds;
 mod output;
+mod remote_cmds;
 mod store_cmds;
 
 use std::process::ExitCode;
@@ -46,6 +47,9 @@ pub fn run() -> Result<ExitCode> {
             let _ = rustix::process::setpriority_process(None, 19);
             vzstore::store::reap::reap(&Store::open(&root)?)?;
             Ok(ExitCode::SUCCESS)
+        }
+        c @ (Command::Push { .. } | Command::Pull { .. } | Command::Remote { .. }) => {
+            remote_cmds::run(&root, c)
         }
         c @ (Command::Rebase { .. } | Command::Commit { .. } | Command::Dedup { .. }) => {
             lifecycle_cmds::run(&root, c)

@@ -70,6 +70,7 @@ pub fn create(
     let kernel_root = match backend {
         Backend::Fuse => None,
         Backend::Kernel => {
+            db.require_whole(&t.name, t.version, "a kernel container")?;
             let m = db.manifest(&t.name, t.version)?;
             let checked = image::open_checked(store, &t, &mut || Ok(m.clone()))?;
             if let Some((digest, hash)) = checked.record {

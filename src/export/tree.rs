@@ -31,6 +31,7 @@ impl ExportTree {
     pub fn template(store: &Store, r: &TemplateRef) -> Result<ExportTree> {
         let db = Catalog::open_read_only(store)?;
         let rec = db.resolve(r)?;
+        db.require_whole(&rec.name, rec.version, "export")?;
         Ok(ExportTree {
             label: rec.label(),
             manifest: db.manifest(&rec.name, rec.version)?,
@@ -44,8 +45,10 @@ impl ExportTree {
     /// Container `ct`'s current tree; it stays held until the tree is dropped.
     pub fn container(store: &Store, ct: &str, mounted: IsMounted<'_>) -> Result<ExportTree> {
         let held = hold(store, ct, "export", mounted)?;
-        let config =
-            Catalog::open_read_only(store)?.image_config(&held.rec.template, held.rec.version)?;
+        let db = Catalog::open_read_only(store)?;
+        db.require_whole(&held.rec.template, held.rec.version, "export")?;
+        let config = db.image_config(&held.rec.template, held.rec.version)?;
+        drop(db);
         let entries: Vec<Entry> = held.view.entries.iter().map(|v| v.entry.clone()).collect();
         let private = held
             .view

@@ -100,8 +100,10 @@ pub fn commit(
     mounted: IsMounted<'_>,
 ) -> Result<(IngestSummary, HashMap<PathBuf, Hash>)> {
     let held = hold(store, ct, "commit", mounted)?;
-    let image_config =
-        Catalog::open_read_only(store)?.image_config(&held.rec.template, held.rec.version)?;
+    let db = Catalog::open_read_only(store)?;
+    db.require_whole(&held.rec.template, held.rec.version, "commit")?;
+    let image_config = db.image_config(&held.rec.template, held.rec.version)?;
+    drop(db);
     let mut source = ViewSource {
         name: ct,
         view: &held.view,

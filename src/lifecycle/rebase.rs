@@ -65,6 +65,7 @@ pub fn rebase(
 ) -> Result<Vec<(String, Result<RebaseOutcome>)>> {
     let db = Catalog::open_read_only(store)?;
     let target = db.resolve(to)?;
+    db.require_whole(&target.name, target.version, "rebase")?;
     let new = db.manifest(&target.name, target.version)?;
     drop(db);
     let mut results: Vec<(String, Result<RebaseOutcome>)> = Vec::new();

@@ -12,6 +12,11 @@
 //! - `m/<name>\0<version u32 BE>` -> encoded [`Manifest`](crate::store::manifest)
 //! - `s/<dev u64 BE><ino u64 BE>` -> [`StatEntry`]
 //! - `c/<name>` -> [`ContainerRecord`]
+//! - `r/<name>` -> a container's object references beyond its base (hashes)
+//! - `i/<name>\0<version u32 BE>` -> the template's [`ImageConfig`] (JSON)
+//! - `u/<name>` -> [`RemoteRecord`] (JSON): a configured remote
+//! - `l/<name>\0<version u32 BE>` -> name of the remote a template version was
+//!   pulled from lazily (its objects are fetched on first open)
 //!
 //! Every change is one write batch with a synced WAL: a crash leaves all or nothing.
 
@@ -28,7 +33,7 @@ use crate::store::lock;
 use crate::store::manifest::Manifest;
 use crate::store::name::TemplateRef;
 pub use crate::store::records::{
-    Backend, ContainerRecord, ImageConfig, Record, StatEntry, TemplateRecord,
+    Backend, ContainerRecord, ImageConfig, Record, RemoteRecord, StatEntry, TemplateRecord,
 };
 use crate::store::time;
 
@@ -217,6 +222,50 @@ impl Catalog {
         config: Option<&ImageConfig>,
     ) -> Result<TemplateRecord> {
         let version = self.versions(name)?.last().map_or(1, |t| t.version + 1);
+        let new = NewTemplate {
+            name,
+            version,
+            source,
+            image,
+            config,
+            lazy_from: None,
+        };
+        self.put_template(&new, manifest, stat_updates)
+    }
+
+    /// Commit a template version pulled from a remote, under the version
+    /// number it has there. `lazy_from` names the remote when its objects are
+    /// not all here yet (a lazy pull). The caller checked that the version is
+    /// free; every object it has fetched is durable.
+    pub fn commit_pulled_template(
+        &self,
+        new: &NewTemplate<'_>,
+        manifest: &Manifest,
+    ) -> Result<TemplateRecord> {
+        if let Some(t) = self
+            .versions(new.name)?
+            .into_iter()
+            .find(|t| t.version == new.version)
+        {
+            return Err(Error::TemplateExists(t.label()));
+        }
+        self.put_template(new, manifest, &[])
+    }
+
+    fn put_template(
+        &self,
+        new: &NewTemplate<'_>,
+        manifest: &Manifest,
+        stat_updates: &[((u64, u64), StatEntry)],
+    ) -> Result<TemplateRecord> {
+        let NewTemplate {
+            name,
+            version,
+            source,
+            image,
+            config,
+            lazy_from,
+        } = *new;
         let created = time::now_secs();
         let rec = TemplateRecord {
             name: name.to_string(),
@@ -235,11 +284,117 @@ impl Catalog {
             let json = serde_json::to_vec(c).map_err(|e| Self::corrupt(b"i/", e))?;
             batch.put(tkey(b'i', name, version), json);
         }
+        if let Some(remote) = lazy_from {
+            batch.put(tkey(b'l', name, version), remote.as_bytes());
+        }
         for ((dev, ino), st) in stat_updates {
             batch.put(stat_key(*dev, *ino), st.encode());
         }
         self.write(batch)?;
         Ok(rec)
+    }
+
+    /// The remote a template version was pulled from lazily, if it was and
+    /// has not been fetched whole since.
+    pub fn lazy_remote(&self, name: &str, version: u32) -> Result<Option<String>> {
+        let raw = self
+            .db
+            .get(tkey(b'l', name, version))
+            .map_err(|e| self.db_err(e))?;
+        Ok(raw.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Refuse `what` on template version `name@version` while it was pulled
+    /// lazily and may lack objects ([`Error::LazyTemplate`]).
+    pub fn require_whole(&self, name: &str, version: u32, what: &'static str) -> Result<()> {
+        match self.lazy_remote(name, version)? {
+            None => Ok(()),
+            Some(remote) => Err(Error::LazyTemplate {
+                template: format!("{name}@{version}"),
+                remote,
+                what,
+            }),
+        }
+    }
+
+    /// Every lazily pulled template version: ((name, version), remote).
+    pub fn lazy_templates(&self) -> Result<Vec<((String, u32), String)>> {
+        let mut out = Vec::new();
+        for t in self.templates()? {
+            if let Some(r) = self.lazy_remote(&t.name, t.version)? {
+                out.push(((t.name, t.version), r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A lazily pulled template version now has every object here: record
+    /// the image made from them, and forget the remote.
+    pub fn finish_lazy(&self, t: &TemplateRecord, image: Option<Hash>) -> Result<()> {
+        let key = tkey(b't', &t.name, t.version);
+        let mut rec = match self.db.get(&key).map_err(|e| self.db_err(e))? {
+            Some(v) => TemplateRecord::decode(&v).map_err(|e| Self::corrupt(&key, e))?,
+            None => return Err(Error::TemplateNotFound(t.label())),
+        };
+        rec.image = image;
+        let mut batch = WriteBatch::default();
+        batch.put(key, rec.encode());
+        batch.delete(tkey(b'l', &t.name, t.version));
+        self.write(batch)
+    }
+
+    /// The configured remotes, sorted by name.
+    pub fn remotes(&self) -> Result<Vec<RemoteRecord>> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(b"u/", Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            if !k.starts_with(b"u/") {
+                break;
+            }
+            out.push(serde_json::from_slice(&v).map_err(|e| Self::corrupt(&k, e))?);
+        }
+        Ok(out)
+    }
+
+    /// One remote, `None` if there is none of that name.
+    pub fn remote(&self, name: &str) -> Result<Option<RemoteRecord>> {
+        let key = [b"u/", name.as_bytes()].concat();
+        match self.db.get(&key).map_err(|e| self.db_err(e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| Self::corrupt(&key, e)),
+        }
+    }
+
+    /// Add or replace a remote.
+    pub fn put_remote(&self, r: &RemoteRecord) -> Result<()> {
+        let json = serde_json::to_vec(r).map_err(|e| Self::corrupt(b"u/", e))?;
+        let mut batch = WriteBatch::default();
+        batch.put([b"u/", r.name.as_bytes()].concat(), json);
+        self.write(batch)
+    }
+
+    /// Remove a remote; refused while a lazily pulled template still needs it.
+    pub fn remove_remote(&self, name: &str) -> Result<()> {
+        let users: Vec<String> = self
+            .lazy_templates()?
+            .into_iter()
+            .filter(|(_, r)| r == name)
+            .map(|((n, v), _)| format!("{n}@{v}"))
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::RemoteInUse {
+                remote: name.to_string(),
+                templates: users.join(", "),
+            });
+        }
+        let mut batch = WriteBatch::default();
+        batch.delete([b"u/", name.as_bytes()].concat());
+        self.write(batch)
     }
 
     /// Record the manifest digest and the image hash of a template version
@@ -263,6 +418,7 @@ impl Catalog {
         batch.delete(tkey(b't', name, version));
         batch.delete(tkey(b'm', name, version));
         batch.delete(tkey(b'i', name, version));
+        batch.delete(tkey(b'l', name, version));
         self.write(batch)
     }
 
@@ -273,6 +429,7 @@ impl Catalog {
             batch.delete(tkey(b't', &t.name, t.version));
             batch.delete(tkey(b'm', &t.name, t.version));
             batch.delete(tkey(b'i', &t.name, t.version));
+            batch.delete(tkey(b'l', &t.name, t.version));
         }
         self.write(batch)
     }
@@ -391,6 +548,20 @@ impl Catalog {
         }
         Ok(out)
     }
+}
+
+/// A template version to record (see [`Catalog::commit_pulled_template`]).
+#[derive(Clone, Copy, Debug)]
+pub struct NewTemplate<'a> {
+    pub name: &'a str,
+    pub version: u32,
+    /// Where it came from, for the operator.
+    pub source: &'a str,
+    /// blake3 of its kernel image, when one was made.
+    pub image: Option<Hash>,
+    pub config: Option<&'a ImageConfig>,
+    /// The remote its objects are still fetched from (lazy pull).
+    pub lazy_from: Option<&'a str>,
 }
 
 fn refs_key(name: &str) -> Vec<u8> {

@@ -76,6 +76,23 @@ pub enum Error {
     /// A container of that name exists already.
     #[error("container {0} already exists")]
     ContainerExists(String),
+    /// A template version of that name and number exists already.
+    #[error("template {0} already exists here")]
+    TemplateExists(String),
+    /// A remote cannot be removed while lazily pulled templates need it.
+    #[error(
+        "remote {remote} is still needed by templates pulled lazily from it: {templates} (pull them whole, or remove them, first)"
+    )]
+    RemoteInUse { remote: String, templates: String },
+    /// A template pulled lazily lacks objects that this operation needs.
+    #[error(
+        "template {template} was pulled lazily from remote {remote} and not all its objects are here; {what} needs them all: run `vzstore pull {template} {remote}` first"
+    )]
+    LazyTemplate {
+        template: String,
+        remote: String,
+        what: &'static str,
+    },
     /// A command named the same container twice.
     #[error("container {0} is named twice")]
     DuplicateName(String),

@@ -22,7 +22,7 @@ use crate::store::hash::Hash;
 use crate::store::session::Session;
 
 /// Something that can hand over objects by hash.
-pub trait ObjectSource: Sync {
+pub trait ObjectSource: Send + Sync {
     /// What the source is, for messages.
     fn describe(&self) -> String;
     /// Write the `size` bytes of object `hash` into `out` (an empty staging
@@ -109,6 +109,32 @@ pub fn fetch(
         session.staged(staged, *h);
     }
     session.publish_replacing()
+}
+
+/// Bring one object from `source` (a lazily pulled template's remote, on
+/// first open): staged in its own session, synced (the file alone: a crash
+/// loses at most the rename, never leaves a torn object), hashed, published.
+/// `Ok(false)`: the source lacks it or gave wrong bytes (logged).
+pub fn fetch_one(store: &Store, source: &dyn ObjectSource, hash: &Hash, size: u64) -> Result<bool> {
+    let session = Session::begin(store)?;
+    session.pin(hash)?;
+    let (staged, out) = session.stage_file()?;
+    if !source.fetch_into(hash, size, &out)? {
+        return Ok(false);
+    }
+    out.sync_data().at(&staged)?;
+    if Hash::from(fsutil::hash_mapped(&out).at(&staged)?) != *hash {
+        log::warn!(
+            "{}: wrong bytes for object {hash}; not used",
+            source.describe()
+        );
+        return Ok(false);
+    }
+    let dest = store.object_path(hash);
+    fsutil::failpoint_io("publish-rename")
+        .and_then(|()| std::fs::rename(&staged, &dest))
+        .at(&dest)?;
+    Ok(true)
 }
 
 /// Regular files under `dir` (not following symlinks) whose size is in `sizes`.

@@ -81,6 +81,9 @@ pub struct ObjectChecker {
     /// Objects found corrupt, at the ctime they had: refused again at once
     /// (no re-hash) until they change.
     corrupt: Mutex<HashMap<Hash, Ctime>>,
+    /// Where missing objects are fetched from (a lazily pulled template's
+    /// remote), if anywhere.
+    fallback: Option<std::sync::Arc<dyn crate::store::fetch::ObjectSource>>,
 }
 
 fn encode(hash: &Hash, ctime: Ctime) -> [u8; RECORD] {
@@ -128,6 +131,7 @@ impl ObjectChecker {
             store: store.clone(),
             known: Mutex::new(Known::default()),
             corrupt: Mutex::new(HashMap::new()),
+            fallback: None,
         };
         c.refresh(&mut c.lock_known());
         c
@@ -190,13 +194,29 @@ impl ObjectChecker {
         }
     }
 
+    /// This checker, fetching missing objects from `source` first (the FUSE
+    /// daemon of a lazily pulled template).
+    pub fn with_fallback(
+        mut self,
+        source: std::sync::Arc<dyn crate::store::fetch::ObjectSource>,
+    ) -> ObjectChecker {
+        self.fallback = Some(source);
+        self
+    }
+
     /// Open object `hash` read-only if it is whole: present, `size` bytes long,
     /// and (unless verified since its ctime last changed) hashing to its name.
     /// Errors: [`Error::MissingObject`], [`Error::ObjectSize`],
     /// [`Error::CorruptObject`], or the I/O error that prevented the check.
     pub fn open_checked(&self, hash: &Hash, size: u64) -> Result<File> {
         let path = self.store.object_path(hash);
-        let f = objects::open(&self.store, hash)?;
+        let f = match (objects::open(&self.store, hash), &self.fallback) {
+            (Err(Error::MissingObject(_)), Some(src)) => {
+                crate::store::fetch::fetch_one(&self.store, src.as_ref(), hash, size)?;
+                objects::open(&self.store, hash)?
+            }
+            (r, _) => r?,
+        };
         let m = f.metadata().at(&path)?;
         if m.len() != size {
             return Err(Error::ObjectSize {

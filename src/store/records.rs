@@ -35,6 +35,34 @@ pub struct TemplateRecord {
     pub image: Option<Hash>,
 }
 
+/// A configured remote (catalog key `u/NAME`, JSON): an S3 bucket and a
+/// prefix in it. Holds no secret: credentials come from the `AWS_*`
+/// environment variables or from the 0600 file named here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteRecord {
+    pub name: String,
+    pub bucket: String,
+    /// Key prefix inside the bucket ("" for the whole bucket; no slashes at
+    /// either end).
+    pub prefix: String,
+    /// The S3 endpoint (`http://host:port` or `https://...`).
+    pub endpoint: String,
+    pub region: String,
+    /// A credentials file (AWS format, mode 0600 or stricter).
+    pub credentials_file: Option<std::path::PathBuf>,
+}
+
+impl RemoteRecord {
+    /// `s3://BUCKET[/PREFIX]`.
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
 /// What an OCI image says about running it, kept with a template ingested
 /// from one (catalog key `i/NAME\0VERSION`, JSON) and written into images
 /// exported from it.

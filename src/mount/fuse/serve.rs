@@ -20,6 +20,7 @@ use crate::mount::{self, MountBackend, MountOptions};
 use crate::store::Store;
 use crate::store::catalog::{Backend, Catalog, ContainerRecord};
 use crate::store::error::{Error, IoContext, Result};
+use crate::store::fetch::ObjectSource;
 use crate::store::integrity::ObjectChecker;
 
 /// How long `umount` waits for the daemon to save and exit.
@@ -96,9 +97,17 @@ impl MountBackend for FuseBackend {
 
 /// Serve container `ct` at `mountpoint` in this process until it is unmounted.
 /// Reports readiness (or the first error) on stdout, see [`daemon`].
-pub fn serve(store: &Store, ct: &str, mountpoint: Option<&Path>, opts: MountOptions) -> Result<()> {
+/// `fallback` is where missing objects are fetched from (the remote of a
+/// lazily pulled base), if anywhere.
+pub fn serve(
+    store: &Store,
+    ct: &str,
+    mountpoint: Option<&Path>,
+    opts: MountOptions,
+    fallback: Option<Arc<dyn ObjectSource>>,
+) -> Result<()> {
     let mut ready = false;
-    let r = serve_inner(store, ct, mountpoint, opts, &mut ready);
+    let r = serve_inner(store, ct, mountpoint, opts, fallback, &mut ready);
     if let Err(e) = &r
         && !ready
     {
@@ -112,6 +121,7 @@ fn serve_inner(
     ct: &str,
     mountpoint: Option<&Path>,
     opts: MountOptions,
+    fallback: Option<Arc<dyn ObjectSource>>,
     ready: &mut bool,
 ) -> Result<()> {
     let t0 = Instant::now();
@@ -149,7 +159,10 @@ fn serve_inner(
     // A rebase or dedup that died after its commit is finished first.
     container::pending::settle(&container::private_dir(store, ct), &rec)?;
     let mnt = mount::prepare_mountpoint(store, &rec, mountpoint)?;
-    let checker = Arc::new(ObjectChecker::new(store));
+    let checker = match fallback {
+        Some(src) => Arc::new(ObjectChecker::new(store).with_fallback(src)),
+        None => Arc::new(ObjectChecker::new(store)),
+    };
     let tree = Tree::load(
         store,
         &rec.base_label(),

@@ -1,0 +1,115 @@
+//! `remote gc`: remove the remote's objects that no document names.
+//!
+//! Protocol (safe beside pushes from other nodes; see `lease.rs`):
+//! 1. take a gc lease: no push is between "which objects does the remote
+//!    have?" and "write my document" while gc holds it, and none starts;
+//! 2. read every template and container document: the live objects;
+//! 3. list the objects; delete those no document names and that are older
+//!    than `min_age` (a second guard, against a push from a node whose
+//!    clock or lease went wrong);
+//! 4. delete leases of dead holders; release the gc lease.
+//!
+//! A document that cannot be read stops the gc (it could name anything).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::remote::Remote;
+use crate::remote::error::{RemoteError, Result};
+use crate::remote::layout;
+use crate::remote::lease::{Lease, LeaseKind};
+use crate::store::hash::Hash;
+
+/// What a remote gc did (or, dry, would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RemoteGcSummary {
+    pub remote: String,
+    pub dry_run: bool,
+    pub documents: u64,
+    pub live_objects: u64,
+    /// Unnamed objects removed (or that would be), and their stored bytes.
+    pub removed_objects: u64,
+    pub removed_bytes: u64,
+    /// Unnamed objects kept because they are younger than `min_age`.
+    pub young_objects: u64,
+    pub stale_leases: u64,
+    pub seconds: f64,
+}
+
+/// Run a gc on `remote` (see the module documentation).
+pub fn gc(remote: &Remote, min_age: Duration, dry_run: bool) -> Result<RemoteGcSummary> {
+    let started = Instant::now();
+    let c = &remote.client;
+    let mut out = c.block_on(async {
+        let lease = Lease::take(c, LeaseKind::Gc).await?;
+        let r = sweep(remote, min_age, dry_run).await;
+        let released = lease.release(c).await;
+        let out = r?;
+        released?;
+        Ok::<_, RemoteError>(out)
+    })?;
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+async fn sweep(remote: &Remote, min_age: Duration, dry_run: bool) -> Result<RemoteGcSummary> {
+    let c = &remote.client;
+    let name = &remote.record.name;
+    let mut docs = c.list("templates/").await?;
+    docs.extend(c.list("containers/").await?);
+    let manifests: Vec<Vec<Hash>> = futures::stream::iter(docs.iter())
+        .map(|l| async move {
+            let raw = c.get(&l.key).await?;
+            let Some(raw) = raw else {
+                // Deleted since the listing: it names nothing any more.
+                return Ok::<_, RemoteError>(Vec::new());
+            };
+            let m = if l.key.starts_with("templates/") {
+                layout::decode_template(name, &l.key, &raw)?.1
+            } else {
+                layout::decode_container(name, &l.key, &raw)?.1
+            };
+            Ok(m.objects().map(|(h, _)| h).collect())
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    let live: HashSet<Hash> = manifests.into_iter().flatten().collect();
+    let now = crate::store::time::now_secs();
+    let mut out = RemoteGcSummary {
+        remote: name.clone(),
+        dry_run,
+        documents: docs.len() as u64,
+        live_objects: live.len() as u64,
+        ..RemoteGcSummary::default()
+    };
+    let mut doomed = Vec::new();
+    for l in c.list("objects/").await? {
+        let Some((h, _)) = layout::parse_object_key(&l.key) else {
+            continue;
+        };
+        if live.contains(&h) {
+            continue;
+        }
+        if now - l.modified < min_age.as_secs() as i64 {
+            out.young_objects += 1;
+            continue;
+        }
+        out.removed_objects += 1;
+        out.removed_bytes += l.size;
+        doomed.push(l.key);
+    }
+    let stale = Lease::stale(c).await?;
+    out.stale_leases = stale.len() as u64;
+    if !dry_run {
+        futures::stream::iter(doomed.iter().chain(stale.iter()))
+            .map(|k| c.delete(k))
+            .buffer_unordered(16)
+            .try_collect::<()>()
+            .await?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,569 @@
+//! Moving objects between the store and a remote, in parallel:
+//! - [`index`]: which of some objects a remote holds, by listing only the
+//!   fan-out folders those objects fall in (one request per 1,000 keys, not
+//!   one per object);
+//! - [`upload`]: local objects, re-hashed as they are read (a damaged local
+//!   object is never sent), zstd-compressed when that saves bytes;
+//! - [`download`]: remote objects into a write session (pinned against gc),
+//!   decompressed, bounded by the size the manifest gives, hashed, and
+//!   published only if they hash to their name; published in batches, so a
+//!   killed pull keeps what it fetched and a rerun moves only the rest.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::ingest::Progress;
+use crate::remote::client::Client;
+use crate::remote::error::{RemoteError, Result};
+use crate::remote::layout::{self, WIRE_LEVEL};
+use crate::store::error::IoContext;
+use crate::store::hash::Hash;
+use crate::store::session::Session;
+use crate::store::{Error, Store, objects};
+
+/// Requests in flight at once.
+const PARALLEL: usize = 16;
+/// Objects up to this size move whole in memory; larger ones stream.
+const WHOLE_MAX: u64 = 16 << 20;
+/// Part size of streamed uploads.
+const PART: usize = 16 << 20;
+/// A pull publishes what it has fetched each time this many bytes are staged.
+const PUBLISH_EVERY: u64 = 64 << 20;
+
+/// What a push or pull moved, for the summary.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Moved {
+    /// Objects sent or fetched, and their bytes (uncompressed).
+    pub objects_moved: u64,
+    pub bytes_moved: u64,
+    /// Bytes of those objects on the wire (compressed where that saved).
+    pub wire_bytes: u64,
+    /// Objects the other side had already, and their bytes.
+    pub objects_skipped: u64,
+    pub bytes_skipped: u64,
+}
+
+/// Where a remote object is: whether it is stored compressed, and its size
+/// there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteObject {
+    pub compressed: bool,
+    pub stored_size: u64,
+}
+
+/// Which of `hashes` the remote holds.
+pub async fn index(client: &Client, hashes: &[Hash]) -> Result<HashMap<Hash, RemoteObject>> {
+    let mut folders: Vec<u8> = hashes.iter().map(|h| h.0[0]).collect();
+    folders.sort_unstable();
+    folders.dedup();
+    let lists: Vec<Vec<crate::remote::client::Listed>> = futures::stream::iter(folders)
+        .map(|b| async move { client.list(&layout::object_folder(b)).await })
+        .buffer_unordered(PARALLEL)
+        .try_collect()
+        .await?;
+    let mut out = HashMap::new();
+    for l in lists.into_iter().flatten() {
+        if let Some((h, compressed)) = layout::parse_object_key(&l.key) {
+            // Both forms present (two pushes that chose differently): either
+            // serves; prefer the smaller.
+            let o = RemoteObject {
+                compressed,
+                stored_size: l.size,
+            };
+            out.entry(h)
+                .and_modify(|e: &mut RemoteObject| {
+                    if o.stored_size < e.stored_size {
+                        *e = o;
+                    }
+                })
+                .or_insert(o);
+        }
+    }
+    Ok(out)
+}
+
+/// Send the local objects `wanted` (hash -> size) that `present` lacks.
+pub async fn upload(
+    client: &Client,
+    store: &Store,
+    wanted: &[(Hash, u64)],
+    present: &HashMap<Hash, RemoteObject>,
+    extra: &HashMap<Hash, PathBuf>,
+    progress: &dyn Progress,
+) -> Result<Moved> {
+    let mut moved = Moved::default();
+    let mut todo = Vec::new();
+    for &(h, size) in wanted {
+        if present.contains_key(&h) {
+            moved.objects_skipped += 1;
+            moved.bytes_skipped += size;
+        } else {
+            todo.push((h, size));
+        }
+    }
+    progress.start(todo.iter().map(|(_, s)| s).sum(), todo.len() as u64);
+    // Largest first: the long transfers start early and overlap the rest.
+    todo.sort_by(|a, b| b.1.cmp(&a.1));
+    let wire = AtomicU64::new(0);
+    futures::stream::iter(todo.iter().copied())
+        .map(|(h, size)| {
+            let wire = &wire;
+            async move {
+                let from = extra.get(&h).cloned();
+                let n = if size <= WHOLE_MAX {
+                    upload_whole(client, store, h, size, from).await?
+                } else {
+                    upload_streamed(client, store, h, size, from).await?
+                };
+                wire.fetch_add(n, Ordering::Relaxed);
+                progress.advance(size);
+                Ok::<_, RemoteError>(())
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .try_collect::<()>()
+        .await?;
+    moved.objects_moved = todo.len() as u64;
+    moved.bytes_moved = todo.iter().map(|(_, s)| s).sum();
+    moved.wire_bytes = wire.into_inner();
+    Ok(moved)
+}
+
+/// Open the bytes of object `h`: the store's object, or the file `from`
+/// (a container's own file, not an object here).
+fn open_local(
+    store: &Store,
+    h: &Hash,
+    from: Option<&PathBuf>,
+) -> crate::store::Result<(File, PathBuf)> {
+    match from {
+        Some(p) => Ok((File::open(p).at(p)?, p.clone())),
+        None => Ok((objects::open(store, h)?, store.object_path(h))),
+    }
+}
+
+/// Read a local object whole and check it: `size` bytes hashing to `h`.
+fn read_checked(
+    store: &Store,
+    h: &Hash,
+    size: u64,
+    from: Option<&PathBuf>,
+) -> crate::store::Result<Vec<u8>> {
+    let (mut f, path) = open_local(store, h, from)?;
+    let mut buf = Vec::with_capacity(size as usize);
+    (&mut f).take(size + 1).read_to_end(&mut buf).at(&path)?;
+    if buf.len() as u64 != size {
+        return Err(Error::ObjectSize {
+            hash: *h,
+            expected: size,
+            found: buf.len() as u64,
+        });
+    }
+    if Hash::of(&buf) != *h {
+        return Err(Error::CorruptObject(*h));
+    }
+    Ok(buf)
+}
+
+/// Send one object of at most [`WHOLE_MAX`] bytes; returns the bytes sent.
+async fn upload_whole(
+    client: &Client,
+    store: &Store,
+    h: Hash,
+    size: u64,
+    from: Option<PathBuf>,
+) -> Result<u64> {
+    let st = store.clone();
+    let (body, compressed) = tokio::task::spawn_blocking(move || {
+        let raw = read_checked(&st, &h, size, from.as_ref())?;
+        let z = zstd::bulk::compress(&raw, WIRE_LEVEL).unwrap_or_default();
+        Ok::<_, Error>(
+            if !z.is_empty() && layout::worth_compressing(size, z.len() as u64) {
+                (Bytes::from(z), true)
+            } else {
+                (Bytes::from(raw), false)
+            },
+        )
+    })
+    .await
+    .map_err(|e| join_error(client, e))??;
+    let n = body.len() as u64;
+    // Test builds: `remote-put=sleep(MS)` slows each upload, `return` fails it.
+    crate::store::fsutil::failpoint_io("remote-put").map_err(|e| RemoteError::Request {
+        remote: client.name().to_string(),
+        op: "PUT",
+        key: layout::object_key(&h, compressed),
+        detail: e.to_string(),
+    })?;
+    client
+        .put(&layout::object_key(&h, compressed), body)
+        .await?;
+    Ok(n)
+}
+
+/// Send one large object in parts, compressed if its first MiB compresses,
+/// hashed as it is read: a mismatch aborts the upload.
+async fn upload_streamed(
+    client: &Client,
+    store: &Store,
+    h: Hash,
+    size: u64,
+    from: Option<PathBuf>,
+) -> Result<u64> {
+    let (file, path) = open_local(store, &h, from.as_ref())?;
+    let mut sample = Vec::with_capacity(1 << 20);
+    {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; 1 << 20];
+        let n = file.read_at(&mut buf, 0).at(&path)?;
+        sample.extend_from_slice(&buf[..n]);
+    }
+    let n = sample.len();
+    let z = zstd::bulk::compress(&sample, WIRE_LEVEL).unwrap_or_default();
+    let compressed = !z.is_empty() && layout::worth_compressing(n as u64, z.len() as u64);
+    let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes>>(2);
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let producer =
+        std::thread::spawn(move || stream_parts(file, path, h, size, compressed, tx, counter));
+    let key = layout::object_key(&h, compressed);
+    let r = client.put_parts(&key, rx).await;
+    // The producer ends once the channel is dropped (by completion or abort).
+    let produced = producer.join().unwrap_or(Ok(()));
+    r?;
+    produced?;
+    Ok(sent.load(Ordering::Relaxed))
+}
+
+/// The producer of [`upload_streamed`]: parts of at least [`PART`] bytes; an
+/// error (read failure, wrong hash or size) is sent as the last item.
+fn stream_parts(
+    mut file: File,
+    path: PathBuf,
+    h: Hash,
+    size: u64,
+    compressed: bool,
+    mut tx: futures::channel::mpsc::Sender<Result<Bytes>>,
+    sent: std::sync::Arc<AtomicU64>,
+) -> Result<()> {
+    let mut send =
+        |b: Result<Bytes>| futures::executor::block_on(futures::SinkExt::send(&mut tx, b)).is_ok();
+    let mut hasher = blake3::Hasher::new();
+    let mut total = 0u64;
+    let mut enc = if compressed {
+        Some(zstd::stream::write::Encoder::new(Vec::with_capacity(PART), WIRE_LEVEL).at(&path)?)
+    } else {
+        None
+    };
+    let mut plain = Vec::with_capacity(PART);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let err = RemoteError::from(Error::Io {
+                    path: path.clone(),
+                    err: e,
+                });
+                send(Err(err));
+                return Ok(());
+            }
+        };
+        total += n as u64;
+        hasher.update(&buf[..n]);
+        let out = match &mut enc {
+            Some(e) => {
+                e.write_all(&buf[..n]).at(&path)?;
+                e.get_mut()
+            }
+            None => {
+                plain.extend_from_slice(&buf[..n]);
+                &mut plain
+            }
+        };
+        if out.len() >= PART {
+            let part = Bytes::from(std::mem::replace(out, Vec::with_capacity(PART)));
+            sent.fetch_add(part.len() as u64, Ordering::Relaxed);
+            if !send(Ok(part)) {
+                return Ok(());
+            }
+        }
+    }
+    let rest = match enc {
+        Some(e) => e.finish().at(&path)?,
+        None => plain,
+    };
+    if total != size || Hash::from(hasher.finalize()) != h {
+        let err = if total != size {
+            Error::ObjectSize {
+                hash: h,
+                expected: size,
+                found: total,
+            }
+        } else {
+            Error::CorruptObject(h)
+        };
+        send(Err(err.into()));
+        return Ok(());
+    }
+    sent.fetch_add(rest.len() as u64, Ordering::Relaxed);
+    send(Ok(Bytes::from(rest)));
+    Ok(())
+}
+
+fn join_error(client: &Client, e: tokio::task::JoinError) -> RemoteError {
+    RemoteError::Request {
+        remote: client.name().to_string(),
+        op: "worker",
+        key: String::new(),
+        detail: e.to_string(),
+    }
+}
+
+/// Fetch `wanted` (hash -> size, each held by the remote as `at` says) into
+/// the store through `session`. Every object is checked before it is staged
+/// for publishing; a wrong one fails the whole fetch, naming it.
+pub async fn download(
+    client: &Client,
+    session: &Session,
+    wanted: &[(Hash, u64)],
+    at: &HashMap<Hash, RemoteObject>,
+    progress: &dyn Progress,
+) -> Result<Moved> {
+    progress.start(wanted.iter().map(|(_, s)| s).sum(), wanted.len() as u64);
+    let wire = AtomicU64::new(0);
+    let unpublished = AtomicU64::new(0);
+    let publishing = tokio::sync::Mutex::new(());
+    let mut todo = wanted.to_vec();
+    todo.sort_by(|a, b| b.1.cmp(&a.1));
+    futures::stream::iter(todo.iter().copied())
+        .map(|(h, size)| {
+            let (wire, unpublished, publishing) = (&wire, &unpublished, &publishing);
+            async move {
+                let o = at
+                    .get(&h)
+                    .copied()
+                    .ok_or_else(|| RemoteError::MissingOnRemote {
+                        remote: client.name().to_string(),
+                        what: "the document".into(),
+                        count: 1,
+                        first: h,
+                    })?;
+                fetch_one(client, session, h, size, o).await?;
+                wire.fetch_add(o.stored_size, Ordering::Relaxed);
+                progress.advance(size);
+                if unpublished.fetch_add(size, Ordering::Relaxed) + size >= PUBLISH_EVERY {
+                    let _one = publishing.lock().await;
+                    if unpublished.load(Ordering::Relaxed) >= PUBLISH_EVERY {
+                        unpublished.store(0, Ordering::Relaxed);
+                        tokio::task::block_in_place(|| session.publish())?;
+                    }
+                }
+                Ok::<_, RemoteError>(())
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .try_collect::<()>()
+        .await?;
+    Ok(Moved {
+        objects_moved: wanted.len() as u64,
+        bytes_moved: wanted.iter().map(|(_, s)| s).sum(),
+        wire_bytes: wire.into_inner(),
+        ..Moved::default()
+    })
+}
+
+/// Fetch one object into a staging file of `session` and stage it for
+/// publishing if it is right.
+pub async fn fetch_one(
+    client: &Client,
+    session: &Session,
+    h: Hash,
+    size: u64,
+    o: RemoteObject,
+) -> Result<()> {
+    let key = layout::object_key(&h, o.compressed);
+    crate::store::fsutil::failpoint_io("remote-get").map_err(|e| RemoteError::Request {
+        remote: client.name().to_string(),
+        op: "GET",
+        key: key.clone(),
+        detail: e.to_string(),
+    })?;
+    let (path, file) = session.stage_file()?;
+    let bad = |reason: String| RemoteError::BadObject {
+        remote: client.name().to_string(),
+        key: key.clone(),
+        hash: h,
+        reason,
+    };
+    let missing = || RemoteError::MissingOnRemote {
+        remote: client.name().to_string(),
+        what: format!("object {h}"),
+        count: 1,
+        first: h,
+    };
+    let mut sink = Checked::new(file, size, o.compressed, path.clone())?;
+    let r: Result<()> = async {
+        if o.stored_size <= WHOLE_MAX {
+            let body = client.get(&key).await?.ok_or_else(missing)?;
+            sink = tokio::task::spawn_blocking(move || sink.write(&body).map(|()| sink))
+                .await
+                .map_err(|e| join_error(client, e))?
+                .map_err(|e| bad(e.to_string()))?;
+        } else {
+            let mut s = client.get_stream(&key).await?.ok_or_else(missing)?;
+            while let Some(chunk) = s.next().await {
+                let chunk = chunk?;
+                tokio::task::block_in_place(|| sink.write(&chunk))
+                    .map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        let got = tokio::task::block_in_place(|| sink.finish()).map_err(|e| bad(e.to_string()))?;
+        if got != h {
+            return Err(bad(format!("its bytes hash to {got}")));
+        }
+        Ok(())
+    }
+    .await;
+    match r {
+        Ok(()) => {
+            session.staged(path, h);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
+/// A staging file written through an optional zstd decoder, hashed, and
+/// bounded by the object's size (a bomb stops at `size + 1` bytes).
+struct Checked {
+    out: Limited,
+    dec: Option<zstd::stream::raw::Decoder<'static>>,
+}
+
+struct Limited {
+    file: std::io::BufWriter<File>,
+    path: PathBuf,
+    hasher: blake3::Hasher,
+    written: u64,
+    size: u64,
+}
+
+impl Limited {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.written += b.len() as u64;
+        if self.written > self.size {
+            return Err(std::io::Error::other(format!(
+                "it has more than the {} bytes its manifest gives",
+                self.size
+            )));
+        }
+        self.hasher.update(b);
+        self.file.write_all(b)
+    }
+}
+
+impl Checked {
+    fn new(
+        file: File,
+        size: u64,
+        compressed: bool,
+        path: PathBuf,
+    ) -> crate::store::Result<Checked> {
+        let dec = if compressed {
+            Some(zstd::stream::raw::Decoder::new().at(&path)?)
+        } else {
+            None
+        };
+        Ok(Checked {
+            out: Limited {
+                file: std::io::BufWriter::with_capacity(1 << 20, file),
+                path,
+                hasher: blake3::Hasher::new(),
+                written: 0,
+                size,
+            },
+            dec,
+        })
+    }
+
+    fn write(&mut self, mut input: &[u8]) -> std::io::Result<()> {
+        use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+        let Some(dec) = &mut self.dec else {
+            return self.out.put(input);
+        };
+        let mut buf = vec![0u8; 256 << 10];
+        while !input.is_empty() {
+            let mut inb = InBuffer::around(input);
+            let mut outb = OutBuffer::around(&mut buf[..]);
+            dec.run(&mut inb, &mut outb)?;
+            let (used, made) = (inb.pos(), outb.pos());
+            self.out.put(&buf[..made])?;
+            input = &input[used..];
+            if used == 0 && made == 0 {
+                return Err(std::io::Error::other("the zstd stream makes no progress"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush and sync nothing yet (publishing syncs the session); returns the
+    /// hash of what was written, checking its size.
+    fn finish(mut self) -> std::io::Result<Hash> {
+        if let Some(dec) = &mut self.dec {
+            use zstd::stream::raw::{Operation, OutBuffer};
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                let mut outb = OutBuffer::around(&mut buf[..]);
+                let left = dec.flush(&mut outb)?;
+                let made = outb.pos();
+                self.out.put(&buf[..made])?;
+                if left == 0 || made == 0 {
+                    break;
+                }
+            }
+        }
+        if self.out.written != self.out.size {
+            return Err(std::io::Error::other(format!(
+                "it has {} bytes, its manifest gives {}",
+                self.out.written, self.out.size
+            )));
+        }
+        self.out.file.flush()?;
+        let _ = &self.out.path;
+        Ok(Hash::from(self.out.hasher.finalize()))
+    }
+}
+
+/// Write an object's stored bytes `body` into `out`, decompressed when `o`
+/// says so and bounded by `size` (the caller hashes what was written).
+pub fn write_checked(out: &File, size: u64, o: RemoteObject, body: &[u8]) -> std::io::Result<()> {
+    let mut sink = Checked::new(out.try_clone()?, size, o.compressed, PathBuf::new())
+        .map_err(std::io::Error::other)?;
+    sink.write(body)?;
+    sink.finish().map(|_| ())
+}
+
+/// Hashes published by earlier batches are in the store now; the rest are
+/// published by the caller's final `publish`.
+pub fn dedup_wanted(wanted: impl Iterator<Item = (Hash, u64)>) -> Vec<(Hash, u64)> {
+    let mut seen: HashMap<Hash, u64> = HashMap::new();
+    for (h, s) in wanted {
+        seen.entry(h).or_insert(s);
+    }
+    let mut v: Vec<(Hash, u64)> = seen.into_iter().collect();
+    v.sort_unstable();
+    v
+}
