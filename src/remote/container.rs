@@ -298,8 +298,12 @@ fn view_of(tree: &Manifest, base: &Manifest) -> (View, Vec<(Vec<u8>, Pick)>) {
             inode,
         };
         let pick = match in_base.get(e.path.as_slice()) {
+            // Directories too must keep their own mtime (a view's
+            // comparison ignores it; a moved container must not).
             Some(&i)
                 if view::same_as(&v, &base.entries[i])
+                    && (e.mtime_sec, e.mtime_nsec)
+                        == (base.entries[i].mtime_sec, base.entries[i].mtime_nsec)
                     && (e.link_group == 0) == (base.entries[i].link_group == 0) =>
             {
                 Pick::Base(i)
