@@ -209,10 +209,7 @@ fn remote_cmd(root: &Path, cmd: RemoteCmd) -> Result<ExitCode> {
                     "no remotes (add one with `vzstore remote add NAME s3://BUCKET --endpoint URL`)"
                 );
             } else {
-                println!(
-                    "{:<16} {:<32} {:<28} {}",
-                    "NAME", "URL", "ENDPOINT", "REGION"
-                );
+                println!("{:<16} {:<32} {:<28} REGION", "NAME", "URL", "ENDPOINT");
                 for r in all {
                     println!(
                         "{:<16} {:<32} {:<28} {}",
@@ -235,8 +232,8 @@ fn remote_cmd(root: &Path, cmd: RemoteCmd) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&l)?);
             } else {
                 println!(
-                    "{:<28} {:>8} {:>10} {:>10} {:<20} {}",
-                    "TEMPLATE", "ENTRIES", "SIZE", "OBJECTS", "PUSHED BY", "SOURCE"
+                    "{:<28} {:>8} {:>10} {:>10} {:<20} SOURCE",
+                    "TEMPLATE", "ENTRIES", "SIZE", "OBJECTS", "PUSHED BY"
                 );
                 for t in &l.templates {
                     println!(

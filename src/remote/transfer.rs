@@ -110,7 +110,7 @@ pub async fn upload(
     }
     progress.start(todo.iter().map(|(_, s)| s).sum(), todo.len() as u64);
     // Largest first: the long transfers start early and overlap the rest.
-    todo.sort_by(|a, b| b.1.cmp(&a.1));
+    todo.sort_by_key(|t| std::cmp::Reverse(t.1));
     let wire = AtomicU64::new(0);
     futures::stream::iter(todo.iter().copied())
         .map(|(h, size)| {
@@ -344,7 +344,7 @@ pub async fn download(
     let unpublished = AtomicU64::new(0);
     let publishing = tokio::sync::Mutex::new(());
     let mut todo = wanted.to_vec();
-    todo.sort_by(|a, b| b.1.cmp(&a.1));
+    todo.sort_by_key(|t| std::cmp::Reverse(t.1));
     futures::stream::iter(todo.iter().copied())
         .map(|(h, size)| {
             let (wire, unpublished, publishing) = (&wire, &unpublished, &publishing);
