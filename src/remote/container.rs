@@ -200,19 +200,10 @@ pub fn pull_container(
             missing.push((h, size));
         }
     }
-    let got = c.block_on(async {
-        let hashes: Vec<Hash> = missing.iter().map(|(h, _)| *h).collect();
-        let at = transfer::index(c, &hashes).await?;
-        if let Some(first) = hashes.iter().find(|h| !at.contains_key(h)) {
-            return Err(RemoteError::MissingOnRemote {
-                remote: remote.record.name.clone(),
-                what: format!("container {ct}"),
-                count: hashes.iter().filter(|h| !at.contains_key(h)).count(),
-                first: *first,
-            });
-        }
-        transfer::download(c, &session, &missing, &at, progress).await
-    })?;
+    let what = format!("container {ct}");
+    let got = c.block_on(transfer::fetch_missing(
+        c, &session, &what, &missing, progress,
+    ))?;
     add(&mut moved, &got);
     session.publish()?;
     install(store, ct, &header, backend, &base, &tree)?;

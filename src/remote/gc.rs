@@ -58,31 +58,22 @@ pub fn gc(remote: &Remote, min_age: Duration, dry_run: bool) -> Result<RemoteGcS
 async fn sweep(remote: &Remote, min_age: Duration, dry_run: bool) -> Result<RemoteGcSummary> {
     let c = &remote.client;
     let name = &remote.record.name;
-    let mut docs = c.list("templates/").await?;
-    docs.extend(c.list("containers/").await?);
-    let manifests: Vec<Vec<Hash>> = futures::stream::iter(docs.iter())
-        .map(|l| async move {
-            let raw = c.get(&l.key).await?;
-            let Some(raw) = raw else {
-                // Deleted since the listing: it names nothing any more.
-                return Ok::<_, RemoteError>(Vec::new());
-            };
-            let m = if l.key.starts_with("templates/") {
-                layout::decode_template(name, &l.key, &raw)?.1
-            } else {
-                layout::decode_container(name, &l.key, &raw)?.1
-            };
-            Ok(m.objects().map(|(h, _)| h).collect())
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await?;
-    let live: HashSet<Hash> = manifests.into_iter().flatten().collect();
+    let templates = crate::remote::documents(remote, "templates/", layout::decode_template).await?;
+    let containers =
+        crate::remote::documents(remote, "containers/", layout::decode_container).await?;
+    let documents = (templates.len() + containers.len()) as u64;
+    let manifests = templates
+        .into_iter()
+        .map(|(_, m)| m)
+        .chain(containers.into_iter().map(|(_, m)| m));
+    let live: HashSet<Hash> = manifests
+        .flat_map(|m| m.objects().map(|(h, _)| h).collect::<Vec<_>>())
+        .collect();
     let now = crate::store::time::now_secs();
     let mut out = RemoteGcSummary {
         remote: name.clone(),
         dry_run,
-        documents: docs.len() as u64,
+        documents,
         live_objects: live.len() as u64,
         ..RemoteGcSummary::default()
     };

@@ -170,36 +170,11 @@ pub struct Listing {
 pub fn ls(remote: &Remote) -> Result<Listing> {
     let c = &remote.client;
     c.block_on(async {
-        let docs = c.list("templates/").await?;
-        let templates: Vec<layout::TemplateHeader> = futures::stream::iter(docs)
-            .map(|l| async move {
-                let raw = c.get(&l.key).await?;
-                Ok::<_, RemoteError>(match raw {
-                    Some(raw) => {
-                        Some(layout::decode_template(&remote.record.name, &l.key, &raw)?.0)
-                    }
-                    None => None,
-                })
-            })
-            .buffered(16)
-            .try_filter_map(|x| async move { Ok(x) })
-            .try_collect()
-            .await?;
-        let docs = c.list("containers/").await?;
-        let containers: Vec<layout::ContainerHeader> = futures::stream::iter(docs)
-            .map(|l| async move {
-                let raw = c.get(&l.key).await?;
-                Ok::<_, RemoteError>(match raw {
-                    Some(raw) => {
-                        Some(layout::decode_container(&remote.record.name, &l.key, &raw)?.0)
-                    }
-                    None => None,
-                })
-            })
-            .buffered(16)
-            .try_filter_map(|x| async move { Ok(x) })
-            .try_collect()
-            .await?;
+        let templates = documents(remote, "templates/", layout::decode_template).await?;
+        let mut templates: Vec<layout::TemplateHeader> =
+            templates.into_iter().map(|(h, _)| h).collect();
+        let containers = documents(remote, "containers/", layout::decode_container).await?;
+        let containers = containers.into_iter().map(|(h, _)| h).collect();
         let objects = c.list("objects/").await?;
         let mut distinct: HashMap<crate::store::Hash, u64> = HashMap::new();
         for l in &objects {
@@ -207,7 +182,6 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
                 distinct.insert(h, l.size);
             }
         }
-        let mut templates = templates;
         templates.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
         Ok(Listing {
             templates,
@@ -216,6 +190,32 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
             stored_bytes: distinct.values().sum(),
         })
     })
+}
+
+/// A document decoder of `layout` (remote name, key, bytes).
+type Decoder<H> = fn(&str, &str, &[u8]) -> Result<(H, crate::store::manifest::Manifest)>;
+
+/// Every document under `folder` (`templates/` or `containers/`), read in
+/// parallel and decoded; one deleted meanwhile is left out, one that cannot
+/// be decoded is an error naming it.
+pub(crate) async fn documents<H>(
+    remote: &Remote,
+    folder: &str,
+    decode: Decoder<H>,
+) -> Result<Vec<(H, crate::store::manifest::Manifest)>> {
+    let c = &remote.client;
+    let keys = c.list(folder).await?;
+    futures::stream::iter(keys)
+        .map(|l| async move {
+            match c.get(&l.key).await? {
+                Some(raw) => decode(&remote.record.name, &l.key, &raw).map(Some),
+                None => Ok(None),
+            }
+        })
+        .buffered(16)
+        .try_filter_map(|x| async move { Ok(x) })
+        .try_collect()
+        .await
 }
 
 /// Remove a template version's document from the remote (its objects go at

@@ -164,24 +164,10 @@ pub(crate) fn receive_template(
     let mut image_bytes = None;
     if fetch == Fetch::All {
         let c = &remote.client;
-        let got = c.block_on(async {
-            let hashes: Vec<Hash> = missing.iter().map(|(h, _)| *h).collect();
-            let at = transfer::index(c, &hashes).await?;
-            let absent: Vec<Hash> = hashes
-                .iter()
-                .filter(|h| !at.contains_key(h))
-                .copied()
-                .collect();
-            if let Some(first) = absent.first() {
-                return Err(RemoteError::MissingOnRemote {
-                    remote: remote.record.name.clone(),
-                    what: format!("template {label}"),
-                    count: absent.len(),
-                    first: *first,
-                });
-            }
-            transfer::download(c, &session, &missing, &at, progress).await
-        })?;
+        let what = format!("template {label}");
+        let got = c.block_on(transfer::fetch_missing(
+            c, &session, &what, &missing, progress,
+        ))?;
         moved.objects_moved = got.objects_moved;
         moved.bytes_moved = got.bytes_moved;
         moved.wire_bytes = got.wire_bytes;

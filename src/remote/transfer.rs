@@ -329,6 +329,30 @@ fn join_error(client: &Client, e: tokio::task::JoinError) -> RemoteError {
     }
 }
 
+/// Fetch `missing` (objects the store lacks) from the remote through
+/// `session`, after checking that the remote holds every one: a document
+/// (`what`) naming absent objects is refused before anything moves.
+pub async fn fetch_missing(
+    client: &Client,
+    session: &Session,
+    what: &str,
+    missing: &[(Hash, u64)],
+    progress: &dyn Progress,
+) -> Result<Moved> {
+    let hashes: Vec<Hash> = missing.iter().map(|(h, _)| *h).collect();
+    let at = index(client, &hashes).await?;
+    let absent: Vec<&Hash> = hashes.iter().filter(|h| !at.contains_key(h)).collect();
+    if let Some(first) = absent.first() {
+        return Err(RemoteError::MissingOnRemote {
+            remote: client.name().to_string(),
+            what: what.to_string(),
+            count: absent.len(),
+            first: **first,
+        });
+    }
+    download(client, session, missing, &at, progress).await
+}
+
 /// Fetch `wanted` (hash -> size, each held by the remote as `at` says) into
 /// the store through `session`. Every object is checked before it is staged
 /// for publishing; a wrong one fails the whole fetch, naming it.
@@ -384,7 +408,7 @@ pub async fn download(
 
 /// Fetch one object into a staging file of `session` and stage it for
 /// publishing if it is right.
-pub async fn fetch_one(
+async fn fetch_one(
     client: &Client,
     session: &Session,
     h: Hash,
@@ -411,7 +435,7 @@ pub async fn fetch_one(
         count: 1,
         first: h,
     };
-    let mut sink = Checked::new(file, size, o.compressed, path.clone())?;
+    let mut sink = Checked::new(file, size, o.compressed).at(&path)?;
     let r: Result<()> = async {
         if o.stored_size <= WHOLE_MAX {
             let body = client.get(&key).await?.ok_or_else(missing)?;
@@ -455,7 +479,6 @@ struct Checked {
 
 struct Limited {
     file: std::io::BufWriter<File>,
-    path: PathBuf,
     hasher: blake3::Hasher,
     written: u64,
     size: u64,
@@ -476,21 +499,15 @@ impl Limited {
 }
 
 impl Checked {
-    fn new(
-        file: File,
-        size: u64,
-        compressed: bool,
-        path: PathBuf,
-    ) -> crate::store::Result<Checked> {
+    fn new(file: File, size: u64, compressed: bool) -> std::io::Result<Checked> {
         let dec = if compressed {
-            Some(zstd::stream::raw::Decoder::new().at(&path)?)
+            Some(zstd::stream::raw::Decoder::new()?)
         } else {
             None
         };
         Ok(Checked {
             out: Limited {
                 file: std::io::BufWriter::with_capacity(1 << 20, file),
-                path,
                 hasher: blake3::Hasher::new(),
                 written: 0,
                 size,
@@ -542,7 +559,6 @@ impl Checked {
             )));
         }
         self.out.file.flush()?;
-        let _ = &self.out.path;
         Ok(Hash::from(self.out.hasher.finalize()))
     }
 }
@@ -550,14 +566,12 @@ impl Checked {
 /// Write an object's stored bytes `body` into `out`, decompressed when `o`
 /// says so and bounded by `size` (the caller hashes what was written).
 pub fn write_checked(out: &File, size: u64, o: RemoteObject, body: &[u8]) -> std::io::Result<()> {
-    let mut sink = Checked::new(out.try_clone()?, size, o.compressed, PathBuf::new())
-        .map_err(std::io::Error::other)?;
+    let mut sink = Checked::new(out.try_clone()?, size, o.compressed)?;
     sink.write(body)?;
     sink.finish().map(|_| ())
 }
 
-/// Hashes published by earlier batches are in the store now; the rest are
-/// published by the caller's final `publish`.
+/// Each object once (the first size given for it), sorted by hash.
 pub fn dedup_wanted(wanted: impl Iterator<Item = (Hash, u64)>) -> Vec<(Hash, u64)> {
     let mut seen: HashMap<Hash, u64> = HashMap::new();
     for (h, s) in wanted {
