@@ -117,6 +117,12 @@ pub fn template_show(v: &serde_json::Value) {
         .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
         .unwrap_or_default();
     println!("containers:  {}", users.join(" "));
+    if let Some(r) = v["lazy_from"].as_str() {
+        println!(
+            "objects:     fetched on first open from remote {r} (pulled lazily; `vzstore pull {} {r}` fetches the rest)",
+            s("template")
+        );
+    }
     let c = &v["image_config"];
     if c.is_null() {
         println!("image:       (none: not ingested from an OCI image)");
@@ -274,6 +280,12 @@ pub fn verify(r: &VerifyReport) {
     }
     for p in &r.strays {
         println!("note: stray file {}", p.display());
+    }
+    if r.lazy_objects > 0 {
+        println!(
+            "note: {} objects of lazily pulled templates are not fetched yet (not damage: they come on first open)",
+            r.lazy_objects
+        );
     }
     let count = |p| r.with_problem(p).count();
     println!(

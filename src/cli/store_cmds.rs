@@ -66,6 +66,7 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
             let mut v = output::template_json(&rec);
             v["image_config"] = serde_json::to_value(&config)?;
             v["containers"] = serde_json::to_value(&users)?;
+            v["lazy_from"] = serde_json::to_value(db.lazy_remote(&rec.name, rec.version)?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {

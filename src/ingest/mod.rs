@@ -161,49 +161,8 @@ fn fill_hardlink_hashes(m: &mut Manifest) {
 /// directory, a hash for every regular file. Sources are trusted to produce
 /// this; a violation is a bug in a source, reported, never committed.
 fn check_tree(m: &Manifest, source: &str) -> Result<()> {
-    let bad = |reason: String| {
-        Err(Error::BadSource {
-            path: source.into(),
-            reason,
-        })
-    };
-    match m.entries.first() {
-        Some(e) if e.path.is_empty() && e.kind == Kind::Dir => {}
-        _ => return bad("the tree has no root directory".into()),
-    }
-    let mut dirs = std::collections::HashSet::new();
-    for w in m.entries.windows(2) {
-        if w[0].path == w[1].path {
-            return bad(format!(
-                "{} appears twice",
-                String::from_utf8_lossy(&w[1].path)
-            ));
-        }
-    }
-    for e in &m.entries {
-        let parent = match e.path.iter().rposition(|&b| b == b'/') {
-            Some(p) => &e.path[..p],
-            None if e.path.is_empty() => {
-                dirs.insert(&e.path[..]);
-                continue;
-            }
-            None => &b""[..],
-        };
-        if !dirs.contains(parent) {
-            return bad(format!(
-                "{}: its parent is not a directory of the tree",
-                String::from_utf8_lossy(&e.path)
-            ));
-        }
-        if e.kind == Kind::Dir {
-            dirs.insert(&e.path[..]);
-        }
-        if (e.kind == Kind::File) != e.hash.is_some() {
-            return bad(format!(
-                "{}: a regular file without content",
-                String::from_utf8_lossy(&e.path)
-            ));
-        }
-    }
-    Ok(())
+    m.validate().map_err(|reason| Error::BadSource {
+        path: source.into(),
+        reason,
+    })
 }

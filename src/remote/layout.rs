@@ -145,6 +145,9 @@ fn decode_doc<H: for<'de> Deserialize<'de>>(
             "the manifest does not match the digest its header records".into(),
         ));
     }
+    // A tree from elsewhere is checked like a source's: no `..`, no
+    // orphans, nothing a mount or an export could be led astray by.
+    m.validate().map_err(&bad)?;
     Ok((header, m))
 }
 
@@ -248,11 +251,20 @@ mod tests {
         let raw = encode_template(&h, &m);
         let (h2, m2) = decode_template("r", "k", &raw).expect("decode");
         assert_eq!((h2, m2.digest()), (h.clone(), m.digest()));
-        let mut lie = h;
+        let mut lie = h.clone();
         lie.digest = Hash::of(b"other").to_hex();
         let e = decode_template("r", "k", &encode_template(&lie, &m)).expect_err("digest");
         assert!(e.to_string().contains("does not match"), "{e}");
         assert!(decode_template("r", "k", &raw[..raw.len() - 3]).is_err());
+        // A tree that would lead a mount or an export outside its root.
+        let mut evil = m.clone();
+        let mut up = evil.entries[0].clone();
+        up.path = b"../../etc".to_vec();
+        evil.entries.push(up);
+        let mut eh = h.clone();
+        eh.digest = evil.digest().to_hex();
+        let e = decode_template("r", "k", &encode_template(&eh, &evil)).expect_err("..");
+        assert!(e.to_string().contains("'..'"), "{e}");
         assert!(decode_container("r", "k", &raw).is_err());
     }
 }

@@ -109,10 +109,21 @@ pub(crate) async fn remote_template(
     version: u32,
 ) -> Result<Option<(TemplateHeader, Manifest)>> {
     let key = layout::template_key(name, version);
-    match remote.client.get(&key).await? {
-        None => Ok(None),
-        Some(raw) => layout::decode_template(&remote.record.name, &key, &raw).map(Some),
+    let Some(raw) = remote.client.get(&key).await? else {
+        return Ok(None);
+    };
+    let (h, m) = layout::decode_template(&remote.record.name, &key, &raw)?;
+    if h.name != name || h.version != version {
+        return Err(RemoteError::BadDocument {
+            remote: remote.record.name.clone(),
+            key,
+            reason: format!(
+                "it describes {}@{}, not {name}@{version}",
+                h.name, h.version
+            ),
+        });
     }
+    Ok(Some((h, m)))
 }
 
 /// Send `local` unless the remote has it: `None` when it had.

@@ -11,6 +11,10 @@ use crate::store::hash::Hash;
 
 const MAGIC: &[u8; 4] = b"VZM1";
 
+/// Bound on a manifest's decompressed encoding (some ten million entries): a
+/// manifest from elsewhere cannot make a decoder allocate without limit.
+pub const MAX_ENCODED: u64 = 1 << 30;
+
 /// The type of a tree entry. Ingest skips sockets; a container may create them.
 /// New variants go at the end (postcard encodes the variant index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -149,10 +153,20 @@ impl Manifest {
         out
     }
 
-    /// Decode and check the on-disk form. Never panics on any input.
+    /// Decode and check the on-disk form. Never panics on any input, and
+    /// never decompresses more than [`MAX_ENCODED`] bytes.
     pub fn decode(data: &[u8]) -> Result<Manifest, DecodeError> {
+        use std::io::Read;
         let body = data.strip_prefix(MAGIC).ok_or(DecodeError::Magic)?;
-        let raw = zstd::stream::decode_all(body).map_err(DecodeError::Zstd)?;
+        let mut raw = Vec::new();
+        zstd::stream::read::Decoder::new(body)
+            .and_then(|d| d.take(MAX_ENCODED + 1).read_to_end(&mut raw))
+            .map_err(DecodeError::Zstd)?;
+        if raw.len() as u64 > MAX_ENCODED {
+            return Err(DecodeError::Zstd(std::io::Error::other(
+                "it decompresses to more than 1 GiB",
+            )));
+        }
         let m: Manifest = postcard::from_bytes(&raw)?;
         for w in m.entries.windows(2) {
             if w[0].path >= w[1].path {
@@ -169,6 +183,76 @@ impl Manifest {
             }
         }
         Ok(m)
+    }
+
+    /// Check what every tree the store records satisfies, for a manifest from
+    /// a source or from elsewhere (a remote): entries sorted and unique, the
+    /// root directory first, every path's components non-empty, not `.` or
+    /// `..`, without NUL and at most 255 bytes, paths at most 4095 bytes,
+    /// every parent a directory of the tree, permission bits within 0o7777,
+    /// content hashes exactly on regular files, symlink targets of 1 to 4095
+    /// bytes, and the names of one hardlink group of one kind and content.
+    /// The error says which path and why.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        match self.entries.first() {
+            Some(e) if e.path.is_empty() && e.kind == Kind::Dir => {}
+            _ => return Err("the tree has no root directory".into()),
+        }
+        for w in self.entries.windows(2) {
+            if w[0].path == w[1].path {
+                return Err(format!("{} appears twice", name(&w[1].path)));
+            }
+            if w[0].path > w[1].path {
+                return Err(format!(
+                    "{}: entries are not in path order",
+                    name(&w[1].path)
+                ));
+            }
+        }
+        let mut dirs = std::collections::HashSet::new();
+        dirs.insert(&b""[..]);
+        let mut groups: std::collections::HashMap<u32, (Kind, Option<Hash>)> =
+            std::collections::HashMap::new();
+        for e in &self.entries[1..] {
+            let bad = |why: &str| Err(format!("{}: {why}", name(&e.path)));
+            if e.path.len() > 4095 {
+                return bad("the path is longer than 4095 bytes");
+            }
+            for c in e.path.split(|&b| b == b'/') {
+                if c.is_empty() || c == b"." || c == b".." || c.contains(&0) || c.len() > 255 {
+                    return bad(
+                        "a path component is empty, '.', '..', holds NUL or is longer than 255 bytes",
+                    );
+                }
+            }
+            let parent = split_path(&e.path).map_or(&b""[..], |(p, _)| p);
+            if !dirs.contains(parent) {
+                return bad("its parent is not a directory of the tree");
+            }
+            if e.kind == Kind::Dir {
+                dirs.insert(&e.path[..]);
+            }
+            if (e.kind == Kind::File) != e.hash.is_some() {
+                return bad("a regular file without content, or another kind with content");
+            }
+            if e.mode & !0o7777 != 0 {
+                return bad("permission bits beyond 0o7777");
+            }
+            if e.kind == Kind::Symlink && (e.target.is_empty() || e.target.len() > 4095) {
+                return bad("a symlink target must have 1 to 4095 bytes");
+            }
+            if e.link_group != 0 {
+                if e.kind == Kind::Dir {
+                    return bad("a directory in a hardlink group");
+                }
+                let first = groups.entry(e.link_group).or_insert((e.kind, e.hash));
+                if *first != (e.kind, e.hash) {
+                    return bad("names of one hardlink group differ in kind or content");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The leader of each hardlink group: group -> index of its first entry in
@@ -236,6 +320,45 @@ mod tests {
             });
         }
         m
+    }
+
+    #[test]
+    fn validate_accepts_a_tree_and_names_what_is_wrong() {
+        let mut good = sample();
+        good.entries[1].kind = Kind::Dir;
+        good.entries[1].hash = None;
+        let mut f = good.entries[1].clone();
+        f.path = b"f".to_vec();
+        f.kind = Kind::File;
+        f.hash = Some(Hash::of(b"abc"));
+        good.entries.push(f);
+        assert_eq!(good.validate(), Ok(()));
+        let broken = |edit: &dyn Fn(&mut Manifest)| {
+            let mut m = good.clone();
+            edit(&mut m);
+            m.validate().expect_err("refused")
+        };
+        let e = broken(&|m| m.entries[3].path = b"../f".to_vec());
+        assert!(e.contains("'..'") || e.contains("not in path order"), "{e}");
+        let e = broken(&|m| m.entries[2].path = b"a/../b".to_vec());
+        assert!(e.contains("'..'"), "{e}");
+        let e = broken(&|m| m.entries[3].path = b"g/h".to_vec());
+        assert!(e.contains("parent"), "{e}");
+        let e = broken(&|m| m.entries[3].hash = None);
+        assert!(e.contains("without content"), "{e}");
+        let e = broken(&|m| m.entries[3].mode = 0o170755);
+        assert!(e.contains("0o7777"), "{e}");
+        let e = broken(&|m| m.entries[2].target.clear());
+        assert!(e.contains("symlink target"), "{e}");
+        let e = broken(&|m| m.entries.swap(2, 3));
+        assert!(e.contains("order"), "{e}");
+        let e = broken(&|m| m.entries.remove(0).path.clear());
+        assert!(e.contains("root"), "{e}");
+        let e = broken(&|m| {
+            m.entries[2].link_group = 1;
+            m.entries[3].link_group = 1;
+        });
+        assert!(e.contains("hardlink"), "{e}");
     }
 
     #[test]
