@@ -20,11 +20,12 @@ if ((${#missing[@]})); then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with rustup first" >&2; exit 1; }
-# Garage, the S3 server the remote tests and benchmark run against
-# (tools/garage.sh starts it): built once per machine (about 9 minutes on 2
-# cores) and cached; its build folder is removed afterwards (0.8 GB).
+# With --garage (tools/test.sh, tools/bench-remote): Garage, the S3 server
+# the remote tests and benchmark run against (tools/garage.sh starts it),
+# built once per machine (about 9 minutes on 2 cores) and cached; its build
+# folder is removed afterwards (0.8 GB).
 garage_root=/var/cache/vzstore/garage
-if ! [[ -x $garage_root/bin/garage ]] && ! command -v garage >/dev/null; then
+if [[ ${1:-} == --garage ]] && ! [[ -x $garage_root/bin/garage ]] && ! command -v garage >/dev/null; then
   echo "setup: building garage 2.5.0 (once per machine, about 9 minutes)"
   CARGO_TARGET_DIR=/var/cache/vzstore/garage-build \
     cargo install --locked --quiet garage --version 2.5.0 --root "$garage_root"

@@ -4,7 +4,7 @@
 # debootstraps a Debian root into /var/cache/vzstore (network to a Debian mirror).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh
+tools/setup.sh --garage
 . tools/env.sh
 cargo test --release --features failpoints "$@"
 tools/conformance.sh
