@@ -4,7 +4,10 @@
 # debootstraps a Debian root into /var/cache/vzstore (network to a Debian mirror).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh --garage
+tools/setup.sh
 . tools/env.sh
+cargo test --release --features failpoints --no-run
+# Garage after the test build: on a new machine .ci/run builds it meanwhile.
+tools/setup.sh --garage
 cargo test --release --features failpoints "$@"
 tools/conformance.sh

@@ -61,6 +61,7 @@ pub fn push_container(
         version: Some(held.rec.version),
     };
     let base = local_template(store, &base_ref, "push --container")?;
+    let _pins = crate::remote::push::pin_objects(store, &base.manifest)?;
     // The container's tree with every file's content named by its hash.
     let mut tree = Manifest {
         entries: Vec::with_capacity(held.view.entries.len()),

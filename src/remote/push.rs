@@ -20,6 +20,7 @@ use crate::store::catalog::Catalog;
 use crate::store::hash::Hash;
 use crate::store::manifest::Manifest;
 use crate::store::name::TemplateRef;
+use crate::store::session::Session;
 use crate::store::{Error, Store};
 
 /// What a push did.
@@ -77,6 +78,17 @@ pub(crate) fn local_template(
     Ok(LocalTemplate { header, manifest })
 }
 
+/// Pin every object of `m` in a write session (held by the caller while it
+/// reads them): a local `gc` meanwhile leaves them alone, even if the
+/// template is removed.
+pub(crate) fn pin_objects(store: &Store, m: &Manifest) -> Result<Session> {
+    let session = Session::begin(store)?;
+    for (h, _) in transfer::dedup_wanted(m.objects()) {
+        session.pin(&h)?;
+    }
+    Ok(session)
+}
+
 /// Push template version `r` to `remote`.
 pub fn push_template(
     store: &Store,
@@ -86,6 +98,7 @@ pub fn push_template(
 ) -> Result<PushSummary> {
     let started = Instant::now();
     let local = local_template(store, r, "push")?;
+    let _pins = pin_objects(store, &local.manifest)?;
     let c = &remote.client;
     let label = format!("{}@{}", local.header.name, local.header.version);
     let moved = c.block_on(send_template(store, remote, &local, progress))?;
