@@ -64,7 +64,9 @@ pub fn run(root: &Path, cmd: Command) -> Result<ExitCode> {
                 (None, None) => unreachable!("split_args gives a template"),
             };
             bar.finish();
-            let s = s.context("pull failed; the store has no part of it (objects already fetched are kept for a rerun)")?;
+            let s = s.context(
+                "pull failed; nothing of it was recorded (objects already fetched and checked are kept for a rerun)",
+            )?;
             print_pull(&s, json)?;
         }
         Command::Remote { cmd } => return remote_cmd(root, cmd),
@@ -251,6 +253,9 @@ fn remote_cmd(root: &Path, cmd: RemoteCmd) -> Result<ExitCode> {
                         "container {} on {}@{} ({}), pushed by {}",
                         c.name, c.template, c.version, c.backend, c.pushed_by
                     );
+                }
+                for e in &l.invalid {
+                    println!("invalid: {e}");
                 }
                 println!(
                     "{} objects, {} stored on the remote",

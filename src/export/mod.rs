@@ -179,17 +179,6 @@ fn atomic_file(
     result
 }
 
-/// Whether process `pid` runs (a zombie, killed but not yet reaped, does not).
-fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name, which ends at the last ')'.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
-    }
-}
-
 /// Rename the finished `tmp` to `dest`: over an empty directory that was
 /// there (the kernel refuses if it is no longer empty), else only if nothing
 /// took the name meanwhile (`RENAME_NOREPLACE`): an export never replaces a
@@ -254,7 +243,7 @@ fn temp_beside(dest: &Path) -> PathBuf {
         let dead = n
             .strip_prefix(&prefix)
             .and_then(|pid| pid.parse::<i32>().ok())
-            .is_some_and(|pid| !process_alive(pid));
+            .is_some_and(|pid| !crate::store::lock::process_alive(pid));
         if dead {
             let p = e.path();
             let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));

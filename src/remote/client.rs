@@ -58,7 +58,9 @@ impl Client {
                 max_backoff: Duration::from_secs(4),
                 base: 2.0,
             },
-            max_retries: if window.is_zero() { 0 } else { 8 },
+            // The window governs, not a count: backoff doubles to 4 s, so 30 s
+            // is some 12 attempts.
+            max_retries: if window.is_zero() { 0 } else { 1000 },
             retry_timeout: window,
         };
         let options = ClientOptions::new()

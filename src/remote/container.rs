@@ -150,15 +150,7 @@ pub fn pull_container(
             remote: remote.record.name.clone(),
             what: format!("container {ct}"),
         })?;
-        let (h, m) = layout::decode_container(&remote.record.name, &key, &raw)?;
-        if h.name != ct {
-            return Err(RemoteError::BadDocument {
-                remote: remote.record.name.clone(),
-                key: key.clone(),
-                reason: format!("it describes container {}, not {ct}", h.name),
-            });
-        }
-        Ok((h, m))
+        layout::decode_container(&remote.record.name, &key, &raw)
     })?;
     let backend = match header.backend.as_str() {
         "fuse" => Backend::Fuse,

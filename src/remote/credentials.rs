@@ -61,7 +61,7 @@ pub fn from_file(path: &Path) -> Result<Credentials> {
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let (mut id, mut secret, mut token) = (None, None, None);
     let mut section: Option<String> = None;
-    for line in text.lines().map(str::trim) {
+    for (n, line) in text.lines().map(str::trim).enumerate() {
         if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
             continue;
         }
@@ -73,10 +73,8 @@ pub fn from_file(path: &Path) -> Result<Credentials> {
             continue;
         }
         let Some((k, v)) = line.split_once('=') else {
-            return Err(bad(format!(
-                "not a `key = value` line: {:?}",
-                line.chars().take(40).collect::<String>()
-            )));
+            // The line is not shown: it may hold a secret.
+            return Err(bad(format!("line {} is not a `key = value` line", n + 1)));
         };
         let v = v.trim().to_string();
         match k.trim().to_ascii_lowercase().as_str() {
@@ -134,6 +132,16 @@ mod tests {
         );
         let e = from_file(&p).expect_err("0644 refused");
         assert!(e.to_string().contains("chmod 600"), "{e}");
+        let p = write(
+            d.path(),
+            "aws_access_key_id=a\nwJalrXUtnFEMI/K7MDENG\n",
+            0o600,
+        );
+        let e = from_file(&p).expect_err("no key = value");
+        assert!(
+            e.to_string().contains("line 2") && !e.to_string().contains("wJalr"),
+            "{e}"
+        );
         let p = write(d.path(), "aws_access_key_id=a\n", 0o600);
         assert!(
             from_file(&p)

@@ -58,16 +58,18 @@ pub fn gc(remote: &Remote, min_age: Duration, dry_run: bool) -> Result<RemoteGcS
 async fn sweep(remote: &Remote, min_age: Duration, dry_run: bool) -> Result<RemoteGcSummary> {
     let c = &remote.client;
     let name = &remote.record.name;
-    let templates = crate::remote::documents(remote, "templates/", layout::decode_template).await?;
-    let containers =
-        crate::remote::documents(remote, "containers/", layout::decode_container).await?;
-    let documents = (templates.len() + containers.len()) as u64;
-    let manifests = templates
-        .into_iter()
-        .map(|(_, m)| m)
-        .chain(containers.into_iter().map(|(_, m)| m));
+    // A document that cannot be read could name anything: no gc then.
+    let mut manifests = Vec::new();
+    for d in crate::remote::documents(remote, "templates/", layout::decode_template).await? {
+        manifests.push(d?.1);
+    }
+    for d in crate::remote::documents(remote, "containers/", layout::decode_container).await? {
+        manifests.push(d?.1);
+    }
+    let documents = manifests.len() as u64;
     let live: HashSet<Hash> = manifests
-        .flat_map(|m| m.objects().map(|(h, _)| h).collect::<Vec<_>>())
+        .iter()
+        .flat_map(|m| m.objects().map(|(h, _)| h))
         .collect();
     let now = crate::store::time::now_secs();
     let mut out = RemoteGcSummary {

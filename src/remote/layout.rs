@@ -156,7 +156,7 @@ pub fn encode_template(h: &TemplateHeader, m: &Manifest) -> Vec<u8> {
 }
 
 pub fn decode_template(remote: &str, key: &str, raw: &[u8]) -> Result<(TemplateHeader, Manifest)> {
-    decode_doc(
+    let (h, m) = decode_doc(
         TEMPLATE_MAGIC,
         raw,
         |h: &TemplateHeader| &h.digest,
@@ -165,7 +165,33 @@ pub fn decode_template(remote: &str, key: &str, raw: &[u8]) -> Result<(TemplateH
             key: key.to_string(),
             reason,
         },
-    )
+    )?;
+    if key != template_key(&h.name, h.version) {
+        return Err(RemoteError::BadDocument {
+            remote: remote.to_string(),
+            key: key.to_string(),
+            reason: format!(
+                "it describes {}@{}, which is not what its key names",
+                h.name, h.version
+            ),
+        });
+    }
+    // The figures are shown without reading the manifest: they must be its.
+    let objects = crate::remote::transfer::dedup_wanted(m.objects());
+    let figures = (
+        m.entries.len() as u64,
+        m.logical_bytes(),
+        objects.len() as u64,
+        objects.iter().map(|(_, s)| s).sum::<u64>(),
+    );
+    if figures != (h.entries, h.logical_bytes, h.objects, h.object_bytes) {
+        return Err(RemoteError::BadDocument {
+            remote: remote.to_string(),
+            key: key.to_string(),
+            reason: "its header's figures are not its manifest's".into(),
+        });
+    }
+    Ok((h, m))
 }
 
 pub fn encode_container(h: &ContainerHeader, m: &Manifest) -> Vec<u8> {
@@ -177,7 +203,7 @@ pub fn decode_container(
     key: &str,
     raw: &[u8],
 ) -> Result<(ContainerHeader, Manifest)> {
-    decode_doc(
+    let (h, m) = decode_doc(
         CONTAINER_MAGIC,
         raw,
         |h: &ContainerHeader| &h.digest,
@@ -186,7 +212,18 @@ pub fn decode_container(
             key: key.to_string(),
             reason,
         },
-    )
+    )?;
+    if key != container_key(&h.name) {
+        return Err(RemoteError::BadDocument {
+            remote: remote.to_string(),
+            key: key.to_string(),
+            reason: format!(
+                "it describes container {}, which is not what its key names",
+                h.name
+            ),
+        });
+    }
+    Ok((h, m))
 }
 
 /// This host's name, for documents and leases.
@@ -249,13 +286,20 @@ mod tests {
             image_config: None,
         };
         let raw = encode_template(&h, &m);
-        let (h2, m2) = decode_template("r", "k", &raw).expect("decode");
+        let key = template_key("t", 3);
+        let (h2, m2) = decode_template("r", &key, &raw).expect("decode");
         assert_eq!((h2, m2.digest()), (h.clone(), m.digest()));
         let mut lie = h.clone();
         lie.digest = Hash::of(b"other").to_hex();
-        let e = decode_template("r", "k", &encode_template(&lie, &m)).expect_err("digest");
+        let e = decode_template("r", &key, &encode_template(&lie, &m)).expect_err("digest");
         assert!(e.to_string().contains("does not match"), "{e}");
-        assert!(decode_template("r", "k", &raw[..raw.len() - 3]).is_err());
+        assert!(decode_template("r", &key, &raw[..raw.len() - 3]).is_err());
+        let e = decode_template("r", "templates/t/4", &raw).expect_err("key");
+        assert!(e.to_string().contains("not what its key names"), "{e}");
+        let mut fig = h.clone();
+        fig.entries = 2;
+        let e = decode_template("r", &key, &encode_template(&fig, &m)).expect_err("figures");
+        assert!(e.to_string().contains("figures"), "{e}");
         // A tree that would lead a mount or an export outside its root.
         let mut evil = m.clone();
         let mut up = evil.entries[0].clone();
@@ -263,8 +307,8 @@ mod tests {
         evil.entries.push(up);
         let mut eh = h.clone();
         eh.digest = evil.digest().to_hex();
-        let e = decode_template("r", "k", &encode_template(&eh, &evil)).expect_err("..");
+        let e = decode_template("r", &key, &encode_template(&eh, &evil)).expect_err("..");
         assert!(e.to_string().contains("'..'"), "{e}");
-        assert!(decode_container("r", "k", &raw).is_err());
+        assert!(decode_container("r", "containers/t", &raw).is_err());
     }
 }

@@ -124,25 +124,23 @@ impl Lease {
     /// Fresh leases of the kind that excludes `kind`, other than `own`.
     async fn blockers(client: &Client, kind: LeaseKind, own: &str) -> Result<Vec<String>> {
         let prefix = format!("locks/{}-", kind.excluded_by());
-        let now = now_secs();
         Ok(client
             .list("locks/")
             .await?
             .into_iter()
-            .filter(|l| l.key != own && l.key.starts_with(&prefix))
-            .filter(|l| now - l.modified < STALE.as_secs() as i64)
+            .filter(|l| l.key != own && l.key.starts_with(&prefix) && !is_dead(l))
             .map(|l| l.key.trim_start_matches("locks/").to_string())
             .collect())
     }
 
-    /// Leases whose holders are gone (not rewritten for [`STALE`]).
+    /// Leases whose holders are gone: not rewritten for [`STALE`], or held
+    /// by a process of this host that no longer runs.
     pub async fn stale(client: &Client) -> Result<Vec<String>> {
-        let now = now_secs();
         Ok(client
             .list("locks/")
             .await?
             .into_iter()
-            .filter(|l| now - l.modified >= STALE.as_secs() as i64)
+            .filter(is_dead)
             .map(|l| l.key)
             .collect())
     }
@@ -151,6 +149,22 @@ impl Lease {
     pub async fn release(self, client: &Client) -> Result<()> {
         self.heartbeat.abort();
         client.delete(&self.key).await
+    }
+}
+
+/// Whether a lease's holder is gone (see [`Lease::stale`]). Keys are
+/// `locks/<kind>-<host>-<pid>-<ns>` (the host may hold '-').
+fn is_dead(l: &crate::remote::client::Listed) -> bool {
+    if now_secs() - l.modified >= STALE.as_secs() as i64 {
+        return true;
+    }
+    let name = l.key.trim_start_matches("locks/");
+    let mut parts = name.rsplitn(3, '-');
+    let (_ns, pid, rest) = (parts.next(), parts.next(), parts.next());
+    let host = rest.and_then(|r| r.split_once('-')).map(|(_, h)| h);
+    match (host, pid.and_then(|p| p.parse::<i32>().ok())) {
+        (Some(h), Some(pid)) if h == hostname() => !crate::store::lock::process_alive(pid),
+        _ => false,
     }
 }
 
@@ -184,6 +198,12 @@ mod tests {
             assert_eq!(c.list("locks/").await?.len(), 1);
             g.release(&c).await?;
             assert!(c.list("locks/").await?.is_empty());
+            // The lease of a process of this host that died does not block.
+            let dead = format!("locks/push-{}-{}-1", hostname(), i32::MAX - 1);
+            c.put(&dead, Bytes::from_static(b"{}")).await?;
+            let g = Lease::take(&c, LeaseKind::Gc).await?;
+            assert_eq!(Lease::stale(&c).await?, vec![dead]);
+            g.release(&c).await?;
             Ok::<_, RemoteError>(())
         })
         .expect("leases");

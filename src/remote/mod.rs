@@ -62,15 +62,19 @@ pub fn parse_url(url: &str) -> Result<(String, String)> {
         .ok_or_else(|| bad("must start with s3:// (s3://BUCKET[/PREFIX])"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && bucket
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
     if !bucket_ok {
         return Err(bad(
-            "the bucket name must be 3 to 63 lower-case letters, digits, '-' or '.'",
+            "the bucket name must be 3 to 63 lower-case letters, digits, '-' or '.', starting with a letter or digit",
         ));
     }
-    let prefix = prefix.trim_matches('/');
+    if prefix.starts_with('/') {
+        return Err(bad("the prefix has an empty component"));
+    }
+    let prefix = prefix.trim_end_matches('/');
     if prefix
         .split('/')
         .any(|c| c == "." || c == ".." || (c.is_empty() && !prefix.is_empty()))
@@ -87,6 +91,13 @@ pub fn add(store: &Store, rec: &RemoteRecord) -> Result<()> {
         return Err(RemoteError::BadConfig {
             what: format!("endpoint {:?}", rec.endpoint),
             reason: "must be an http:// or https:// URL".into(),
+        });
+    }
+    let authority = rec.endpoint.split_once("://").map_or("", |(_, r)| r);
+    if authority.split('/').next().is_some_and(|a| a.contains('@')) {
+        return Err(RemoteError::BadConfig {
+            what: "the endpoint".into(),
+            reason: "must not carry credentials (user@host): use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or --credentials-file".into(),
         });
     }
     if let Some(p) = &rec.credentials_file {
@@ -161,6 +172,8 @@ impl Remote {
 pub struct Listing {
     pub templates: Vec<layout::TemplateHeader>,
     pub containers: Vec<layout::ContainerHeader>,
+    /// Documents that are not valid (each error names its key).
+    pub invalid: Vec<String>,
     /// Objects on the remote and their stored (compressed) bytes.
     pub objects: u64,
     pub stored_bytes: u64,
@@ -170,11 +183,21 @@ pub struct Listing {
 pub fn ls(remote: &Remote) -> Result<Listing> {
     let c = &remote.client;
     c.block_on(async {
-        let templates = documents(remote, "templates/", layout::decode_template).await?;
-        let mut templates: Vec<layout::TemplateHeader> =
-            templates.into_iter().map(|(h, _)| h).collect();
-        let containers = documents(remote, "containers/", layout::decode_container).await?;
-        let containers = containers.into_iter().map(|(h, _)| h).collect();
+        let mut invalid = Vec::new();
+        let mut templates = Vec::new();
+        for d in documents(remote, "templates/", layout::decode_template).await? {
+            match d {
+                Ok((h, _)) => templates.push(h),
+                Err(e) => invalid.push(e.to_string()),
+            }
+        }
+        let mut containers = Vec::new();
+        for d in documents(remote, "containers/", layout::decode_container).await? {
+            match d {
+                Ok((h, _)) => containers.push(h),
+                Err(e) => invalid.push(e.to_string()),
+            }
+        }
         let objects = c.list("objects/").await?;
         let mut distinct: HashMap<crate::store::Hash, u64> = HashMap::new();
         for l in &objects {
@@ -186,6 +209,7 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
         Ok(Listing {
             templates,
             containers,
+            invalid,
             objects: distinct.len() as u64,
             stored_bytes: distinct.values().sum(),
         })
@@ -195,22 +219,27 @@ pub fn ls(remote: &Remote) -> Result<Listing> {
 /// A document decoder of `layout` (remote name, key, bytes).
 type Decoder<H> = fn(&str, &str, &[u8]) -> Result<(H, crate::store::manifest::Manifest)>;
 
+/// A decoded document, or why it is not one.
+pub(crate) type Document<H> = Result<(H, crate::store::manifest::Manifest)>;
+
 /// Every document under `folder` (`templates/` or `containers/`), read in
-/// parallel and decoded; one deleted meanwhile is left out, one that cannot
-/// be decoded is an error naming it.
+/// parallel and decoded; one deleted meanwhile is left out; one that cannot
+/// be decoded is given as its error (a request that fails is the whole
+/// call's error).
 pub(crate) async fn documents<H>(
     remote: &Remote,
     folder: &str,
     decode: Decoder<H>,
-) -> Result<Vec<(H, crate::store::manifest::Manifest)>> {
+) -> Result<Vec<Document<H>>> {
     let c = &remote.client;
     let keys = c.list(folder).await?;
     futures::stream::iter(keys)
         .map(|l| async move {
-            match c.get(&l.key).await? {
-                Some(raw) => decode(&remote.record.name, &l.key, &raw).map(Some),
-                None => Ok(None),
-            }
+            Ok::<_, RemoteError>(
+                c.get(&l.key)
+                    .await?
+                    .map(|raw| decode(&remote.record.name, &l.key, &raw)),
+            )
         })
         .buffered(16)
         .try_filter_map(|x| async move { Ok(x) })

@@ -159,6 +159,13 @@ pub(crate) fn receive_template(
             missing.push((h, size));
         }
     }
+    if fetch == Fetch::Lazy {
+        // The objects come later, but a document naming objects the remote
+        // lacks is refused now, as a full pull would.
+        let c = &remote.client;
+        let what = format!("template {label}");
+        c.block_on(transfer::locate(c, &what, &missing))?;
+    }
     let mut warnings = Vec::new();
     let mut image_hash = None;
     let mut image_bytes = None;

@@ -23,6 +23,11 @@ use crate::store::name::TemplateRef;
 use crate::store::session::Session;
 use crate::store::{Error, Store};
 
+/// How long a push waits before reading its document back: a push of
+/// other content under the same name that checked just before this one wrote
+/// has written by then.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// What a push did.
 #[derive(Clone, Debug, Serialize)]
 pub struct PushSummary {
@@ -125,18 +130,8 @@ pub(crate) async fn remote_template(
     let Some(raw) = remote.client.get(&key).await? else {
         return Ok(None);
     };
-    let (h, m) = layout::decode_template(&remote.record.name, &key, &raw)?;
-    if h.name != name || h.version != version {
-        return Err(RemoteError::BadDocument {
-            remote: remote.record.name.clone(),
-            key,
-            reason: format!(
-                "it describes {}@{}, not {name}@{version}",
-                h.name, h.version
-            ),
-        });
-    }
-    Ok(Some((h, m)))
+    // The decoder checks that the document describes what its key names.
+    layout::decode_template(&remote.record.name, &key, &raw).map(Some)
 }
 
 /// Send `local` unless the remote has it: `None` when it had.
@@ -173,14 +168,24 @@ pub(crate) async fn send_template(
         let present = transfer::index(c, &hashes).await?;
         let moved =
             transfer::upload(c, store, &wanted, &present, &Default::default(), progress).await?;
+        // Another node may have pushed this version meanwhile: the same
+        // content is fine, other content is a conflict (checked again right
+        // before writing, and once more after: with no conditional writes,
+        // the last document wins and the node that lost is told).
+        if let Some((h, _)) = remote_template(remote, name, version).await? {
+            return if h.digest == local.header.digest {
+                Ok(moved)
+            } else {
+                Err(conflict(&h))
+            };
+        }
         let key = layout::template_key(name, version);
         c.put(
             &key,
             Bytes::from(layout::encode_template(&local.header, &local.manifest)),
         )
         .await?;
-        // Two nodes pushing one name and version with different content:
-        // the last document wins (both are whole); the other is told.
+        tokio::time::sleep(SETTLE).await;
         match remote_template(remote, name, version).await? {
             Some((h, _)) if h.digest != local.header.digest => Err(conflict(&h)),
             _ => Ok(moved),

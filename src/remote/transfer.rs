@@ -116,12 +116,7 @@ pub async fn upload(
         .map(|(h, size)| {
             let wire = &wire;
             async move {
-                let from = extra.get(&h).cloned();
-                let n = if size <= WHOLE_MAX {
-                    upload_whole(client, store, h, size, from).await?
-                } else {
-                    upload_streamed(client, store, h, size, from).await?
-                };
+                let n = upload_one(client, store, h, size, extra.get(&h)).await?;
                 wire.fetch_add(n, Ordering::Relaxed);
                 progress.advance(size);
                 Ok::<_, RemoteError>(())
@@ -134,6 +129,43 @@ pub async fn upload(
     moved.bytes_moved = todo.iter().map(|(_, s)| s).sum();
     moved.wire_bytes = wire.into_inner();
     Ok(moved)
+}
+
+/// Send one object; returns the bytes sent. A failed request is tried again
+/// (twice, after a pause) unless the object has appeared meanwhile: another
+/// node sending the same content can make Garage drop this node's multipart
+/// upload of that key, and then the object is there all the same. A local
+/// problem (an object damaged here) is not retried.
+async fn upload_one(
+    client: &Client,
+    store: &Store,
+    h: Hash,
+    size: u64,
+    from: Option<&PathBuf>,
+) -> Result<u64> {
+    let mut attempt = 0;
+    loop {
+        let from = from.cloned();
+        let r = if size <= WHOLE_MAX {
+            upload_whole(client, store, h, size, from).await
+        } else {
+            upload_streamed(client, store, h, size, from).await
+        };
+        let e = match r {
+            Ok(n) => return Ok(n),
+            Err(e @ RemoteError::Store(_)) => return Err(e),
+            Err(e) => e,
+        };
+        if index(client, &[h]).await?.contains_key(&h) {
+            log::info!("object {h}: sent by another node meanwhile ({e})");
+            return Ok(0);
+        }
+        attempt += 1;
+        if attempt > 2 {
+            return Err(e);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+    }
 }
 
 /// Open the bytes of object `h`: the store's object, or the file `from`
@@ -329,9 +361,30 @@ fn join_error(client: &Client, e: tokio::task::JoinError) -> RemoteError {
     }
 }
 
+/// Where the remote holds each of `wanted`; a document (`what`) naming
+/// objects the remote lacks is refused, naming the first.
+pub async fn locate(
+    client: &Client,
+    what: &str,
+    wanted: &[(Hash, u64)],
+) -> Result<HashMap<Hash, RemoteObject>> {
+    let hashes: Vec<Hash> = wanted.iter().map(|(h, _)| *h).collect();
+    let at = index(client, &hashes).await?;
+    let absent: Vec<&Hash> = hashes.iter().filter(|h| !at.contains_key(h)).collect();
+    match absent.first() {
+        Some(first) => Err(RemoteError::MissingOnRemote {
+            remote: client.name().to_string(),
+            what: what.to_string(),
+            count: absent.len(),
+            first: **first,
+        }),
+        None => Ok(at),
+    }
+}
+
 /// Fetch `missing` (objects the store lacks) from the remote through
-/// `session`, after checking that the remote holds every one: a document
-/// (`what`) naming absent objects is refused before anything moves.
+/// `session`, after checking that the remote holds every one ([`locate`]):
+/// nothing moves for a document that names absent objects.
 pub async fn fetch_missing(
     client: &Client,
     session: &Session,
@@ -339,17 +392,7 @@ pub async fn fetch_missing(
     missing: &[(Hash, u64)],
     progress: &dyn Progress,
 ) -> Result<Moved> {
-    let hashes: Vec<Hash> = missing.iter().map(|(h, _)| *h).collect();
-    let at = index(client, &hashes).await?;
-    let absent: Vec<&Hash> = hashes.iter().filter(|h| !at.contains_key(h)).collect();
-    if let Some(first) = absent.first() {
-        return Err(RemoteError::MissingOnRemote {
-            remote: client.name().to_string(),
-            what: what.to_string(),
-            count: absent.len(),
-            first: **first,
-        });
-    }
+    let at = locate(client, what, missing).await?;
     download(client, session, missing, &at, progress).await
 }
 
@@ -475,6 +518,9 @@ async fn fetch_one(
 struct Checked {
     out: Limited,
     dec: Option<zstd::stream::raw::Decoder<'static>>,
+    /// Whether the zstd stream ended with a whole frame (the decoder's hint
+    /// was 0 after the last input it consumed).
+    frame_done: bool,
 }
 
 struct Limited {
@@ -484,17 +530,34 @@ struct Limited {
     size: u64,
 }
 
+/// Runs of zeros this long (and aligned) are left as holes, as the store
+/// keeps them.
+const HOLE: usize = 64 << 10;
+
 impl Limited {
     fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.written += b.len() as u64;
-        if self.written > self.size {
+        use std::io::{Seek, SeekFrom};
+        if self.written + b.len() as u64 > self.size {
             return Err(std::io::Error::other(format!(
                 "it has more than the {} bytes its manifest gives",
                 self.size
             )));
         }
         self.hasher.update(b);
-        self.file.write_all(b)
+        let mut rest = b;
+        while !rest.is_empty() {
+            // Up to the next HOLE boundary of the file.
+            let room = HOLE - (self.written % HOLE as u64) as usize;
+            let (piece, tail) = rest.split_at(room.min(rest.len()));
+            if piece.len() == HOLE && piece.iter().all(|&x| x == 0) {
+                self.file.seek(SeekFrom::Current(HOLE as i64))?;
+            } else {
+                self.file.write_all(piece)?;
+            }
+            self.written += piece.len() as u64;
+            rest = tail;
+        }
+        Ok(())
     }
 }
 
@@ -513,6 +576,7 @@ impl Checked {
                 size,
             },
             dec,
+            frame_done: false,
         })
     }
 
@@ -525,8 +589,13 @@ impl Checked {
         while !input.is_empty() {
             let mut inb = InBuffer::around(input);
             let mut outb = OutBuffer::around(&mut buf[..]);
-            dec.run(&mut inb, &mut outb)?;
+            let hint = dec.run(&mut inb, &mut outb)?;
             let (used, made) = (inb.pos(), outb.pos());
+            if hint == 0 {
+                self.frame_done = true;
+            } else if used > 0 {
+                self.frame_done = false;
+            }
             self.out.put(&buf[..made])?;
             input = &input[used..];
             if used == 0 && made == 0 {
@@ -540,17 +609,27 @@ impl Checked {
     /// hash of what was written, checking its size.
     fn finish(mut self) -> std::io::Result<Hash> {
         if let Some(dec) = &mut self.dec {
-            use zstd::stream::raw::{Operation, OutBuffer};
+            // Drain what the decoder holds; its last hint says whether the
+            // frame ended.
+            use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
             let mut buf = vec![0u8; 256 << 10];
             loop {
                 let mut outb = OutBuffer::around(&mut buf[..]);
-                let left = dec.flush(&mut outb)?;
+                if dec.run(&mut InBuffer::around(&[]), &mut outb)? == 0 {
+                    self.frame_done = true;
+                }
                 let made = outb.pos();
                 self.out.put(&buf[..made])?;
-                if left == 0 || made == 0 {
+                if made == 0 {
                     break;
                 }
             }
+        }
+        if self.dec.is_some() && !self.frame_done {
+            return Err(std::io::Error::other(format!(
+                "its zstd stream is truncated ({} bytes decompressed, its manifest gives {})",
+                self.out.written, self.out.size
+            )));
         }
         if self.out.written != self.out.size {
             return Err(std::io::Error::other(format!(
@@ -559,6 +638,8 @@ impl Checked {
             )));
         }
         self.out.file.flush()?;
+        // A trailing hole: the length, without writing.
+        self.out.file.get_ref().set_len(self.out.size)?;
         Ok(Hash::from(self.out.hasher.finalize()))
     }
 }
@@ -580,4 +661,61 @@ pub fn dedup_wanted(wanted: impl Iterator<Item = (Hash, u64)>) -> Vec<(Hash, u64
     let mut v: Vec<(Hash, u64)> = seen.into_iter().collect();
     v.sort_unstable();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(size: u64, compressed: bool, body: &[u8]) -> std::io::Result<Vec<u8>> {
+        let f = tempfile::tempfile()?;
+        let o = RemoteObject {
+            compressed,
+            stored_size: body.len() as u64,
+        };
+        write_checked(&f, size, o, body)?;
+        let mut out = Vec::new();
+        std::io::Seek::rewind(&mut &f)?;
+        (&f).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn stored_bytes_are_decompressed_bounded_and_checked_for_a_whole_frame() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let z = zstd::bulk::compress(&data, WIRE_LEVEL).expect("compress");
+        assert!(written(300_000, true, &z).expect("whole") == data);
+        assert!(written(300_000, false, &data).expect("raw") == data);
+        let e = written(300_000, true, &z[..z.len() / 2]).expect_err("truncated");
+        assert!(e.to_string().contains("truncated"), "{e}");
+        // A bomb stops at the size the manifest gives.
+        let bomb = zstd::bulk::compress(&vec![0u8; 50 << 20], 3).expect("bomb");
+        let e = written(1000, true, &bomb).expect_err("bomb");
+        assert!(e.to_string().contains("more than the 1000 bytes"), "{e}");
+        let e = written(10, false, b"eleven byte").expect_err("long");
+        assert!(e.to_string().contains("more than"), "{e}");
+        let e = written(12, false, b"eleven byte").expect_err("short");
+        assert!(e.to_string().contains("11 bytes"), "{e}");
+    }
+
+    #[test]
+    fn runs_of_zeros_become_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let mut data = vec![0u8; 8 << 20];
+        data[100] = 1;
+        data[(8 << 20) - 1] = 2;
+        let f = tempfile::tempfile().expect("tempfile");
+        let o = RemoteObject {
+            compressed: false,
+            stored_size: data.len() as u64,
+        };
+        write_checked(&f, data.len() as u64, o, &data).expect("write");
+        let m = f.metadata().expect("stat");
+        assert_eq!(m.len(), 8 << 20);
+        assert!(m.blocks() * 512 < 1 << 20, "{} blocks", m.blocks());
+        let mut back = Vec::new();
+        std::io::Seek::rewind(&mut &f).expect("rewind");
+        (&f).read_to_end(&mut back).expect("read");
+        assert!(back == data, "the bytes differ");
+    }
 }

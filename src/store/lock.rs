@@ -33,3 +33,14 @@ pub fn try_acquire(path: &Path) -> Result<Option<File>> {
     let f = open(path)?;
     Ok(fsutil::lock_exclusive(&f, false).at(path)?.then_some(f))
 }
+
+/// Whether process `pid` runs (a zombie, killed but not yet reaped, does not).
+pub(crate) fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which ends at the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}

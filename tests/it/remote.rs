@@ -77,6 +77,8 @@ fn push_then_pull_gives_the_same_template_and_only_missing_objects_move() {
     assert_eq!(pulled["pulled"], "fx@1");
     assert_eq!(pulled["objects_moved"], first["objects_moved"]);
     verify_clean(&b);
+    // The fixture's 1 GiB sparse file arrives as a sparse object.
+    assert!(du_b1(&b.join("objects")) < 64 << 20, "holes were filled in");
     let (ea, eb) = (t.path().join("ea"), t.path().join("eb"));
     export(&a, "fx@1", &ea);
     export(&b, "fx@1", &eb);
@@ -304,6 +306,8 @@ fn a_remote_document_naming_a_missing_object_is_refused_before_anything_moves() 
     let (_b, b) = node(&g, None);
     let e = vzr_err(&b, &["pull", "fx", "fleet"]);
     assert!(e.contains("does not hold"), "{e}");
+    let e = vzr_err(&b, &["pull", "fx", "fleet", "--lazy"]);
+    assert!(e.contains("does not hold"), "{e}");
     assert_eq!(object_count(&b), 0);
     assert_eq!(template_count(&b), 0);
     verify_clean(&b);
@@ -484,19 +488,31 @@ fn two_nodes_pushing_at_once() {
         });
         (hd.join().unwrap(), he.join().unwrap())
     });
-    let ok = [&rd, &re].iter().filter(|o| o.status.success()).count();
-    assert!(ok <= 1 || rd.status.success() != re.status.success() || ok == 2);
-    for o in [&rd, &re] {
-        if !o.status.success() {
-            assert!(
-                String::from_utf8_lossy(&o.stderr).contains("differs"),
-                "{}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-    }
+    // Exactly one is told it won, the other that the remote holds other
+    // content; what the remote holds is the winner's, whole.
+    assert_ne!(
+        rd.status.success(),
+        re.status.success(),
+        "both or neither won: {}\n{}",
+        String::from_utf8_lossy(&rd.stderr),
+        String::from_utf8_lossy(&re.stderr)
+    );
+    let (winner, loser, winner_src) = if rd.status.success() {
+        (&d, &re, &src2)
+    } else {
+        (&e, &rd, &src)
+    };
+    let _ = winner;
+    assert!(
+        String::from_utf8_lossy(&loser.stderr).contains("differs"),
+        "{}",
+        String::from_utf8_lossy(&loser.stderr)
+    );
     let (_f, f) = node(&g, None);
     vzr_ok(&f, &["pull", "clash", "fleet"]);
+    let out = t.path().join("clash-out");
+    export(&f, "clash", &out);
+    assert_same_tree(winner_src, &out);
     verify_clean(&f);
 }
 
