@@ -113,8 +113,10 @@ const CONTAINER_MAGIC: &[u8; 4] = b"VZC1";
 const MAX_MANIFEST: usize = 1 << 30;
 
 fn encode_doc<H: Serialize>(magic: &[u8; 4], header: &H, m: &Manifest) -> Vec<u8> {
-    let json = serde_json::to_vec(header).unwrap_or_default();
-    let body = zstd::bulk::compress(&m.encode(), WIRE_LEVEL).unwrap_or_default();
+    // Neither can fail on data in memory (string-keyed maps, a buffer); an
+    // empty document must never be written in their place.
+    let json = serde_json::to_vec(header).expect("a header serializes to memory");
+    let body = zstd::bulk::compress(&m.encode(), WIRE_LEVEL).expect("zstd compresses a buffer");
     let mut out = Vec::with_capacity(8 + json.len() + body.len());
     out.extend_from_slice(magic);
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());

@@ -262,94 +262,141 @@ async fn upload_streamed(
     let compressed = !z.is_empty() && layout::worth_compressing(n as u64, z.len() as u64);
     let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes>>(2);
     let sent = std::sync::Arc::new(AtomicU64::new(0));
-    let counter = sent.clone();
-    let producer =
-        std::thread::spawn(move || stream_parts(file, path, h, size, compressed, tx, counter));
+    let verified = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (counter, done) = (sent.clone(), verified.clone());
+    let parts = Parts {
+        file,
+        path,
+        h,
+        size,
+        compressed,
+        sent: counter,
+        verified: done,
+    };
+    let producer = std::thread::spawn(move || parts.send_to(tx));
     let key = layout::object_key(&h, compressed);
-    let r = client.put_parts(&key, rx).await;
+    // The upload completes only if the producer checked every byte and said
+    // so before its last part: a producer that stopped early (an error it
+    // could not send, a panic) ends the stream with an error instead, so the
+    // multipart upload is aborted, never completed short.
+    let (name, k) = (client.name().to_string(), key.clone());
+    let end = futures::stream::once(async move {
+        (!verified.load(Ordering::SeqCst)).then(|| {
+            Err(RemoteError::Request {
+                remote: name,
+                op: "PUT",
+                key: k,
+                detail: "the local object's reader stopped before its end".into(),
+            })
+        })
+    })
+    .filter_map(|x| async move { x });
+    let r = client.put_parts(&key, Box::pin(rx.chain(end))).await;
     // The producer ends once the channel is dropped (by completion or abort).
-    let produced = producer.join().unwrap_or(Ok(()));
+    let produced = producer.join();
     r?;
-    produced?;
+    if let Ok(Err(e)) = produced {
+        return Err(e);
+    }
     Ok(sent.load(Ordering::Relaxed))
 }
 
 /// The producer of [`upload_streamed`]: parts of at least [`PART`] bytes; an
 /// error (read failure, wrong hash or size) is sent as the last item.
-fn stream_parts(
-    mut file: File,
+struct Parts {
+    file: File,
     path: PathBuf,
     h: Hash,
     size: u64,
     compressed: bool,
-    mut tx: futures::channel::mpsc::Sender<Result<Bytes>>,
+    /// Bytes handed to the upload.
     sent: std::sync::Arc<AtomicU64>,
-) -> Result<()> {
-    let mut send =
-        |b: Result<Bytes>| futures::executor::block_on(futures::SinkExt::send(&mut tx, b)).is_ok();
-    let mut hasher = blake3::Hasher::new();
-    let mut total = 0u64;
-    let mut enc = if compressed {
-        Some(zstd::stream::write::Encoder::new(Vec::with_capacity(PART), WIRE_LEVEL).at(&path)?)
-    } else {
-        None
-    };
-    let mut plain = Vec::with_capacity(PART);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let err = RemoteError::from(Error::Io {
-                    path: path.clone(),
-                    err: e,
-                });
-                send(Err(err));
-                return Ok(());
-            }
+    /// Set once every byte was read and checked, before the last part.
+    verified: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Parts {
+    fn send_to(self, mut tx: futures::channel::mpsc::Sender<Result<Bytes>>) -> Result<()> {
+        let Parts {
+            mut file,
+            path,
+            h,
+            size,
+            compressed,
+            sent,
+            verified,
+        } = self;
+        let mut send = |b: Result<Bytes>| {
+            futures::executor::block_on(futures::SinkExt::send(&mut tx, b)).is_ok()
         };
-        total += n as u64;
-        hasher.update(&buf[..n]);
-        let out = match &mut enc {
-            Some(e) => {
-                e.write_all(&buf[..n]).at(&path)?;
-                e.get_mut()
-            }
-            None => {
-                plain.extend_from_slice(&buf[..n]);
-                &mut plain
-            }
+        let mut hasher = blake3::Hasher::new();
+        let mut total = 0u64;
+        let mut enc = if compressed {
+            Some(
+                zstd::stream::write::Encoder::new(Vec::with_capacity(PART), WIRE_LEVEL)
+                    .at(&path)?,
+            )
+        } else {
+            None
         };
-        if out.len() >= PART {
-            let part = Bytes::from(std::mem::replace(out, Vec::with_capacity(PART)));
-            sent.fetch_add(part.len() as u64, Ordering::Relaxed);
-            if !send(Ok(part)) {
-                return Ok(());
+        let mut plain = Vec::with_capacity(PART);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let err = RemoteError::from(Error::Io {
+                        path: path.clone(),
+                        err: e,
+                    });
+                    send(Err(err));
+                    return Ok(());
+                }
+            };
+            total += n as u64;
+            hasher.update(&buf[..n]);
+            let out = match &mut enc {
+                Some(e) => {
+                    e.write_all(&buf[..n]).at(&path)?;
+                    e.get_mut()
+                }
+                None => {
+                    plain.extend_from_slice(&buf[..n]);
+                    &mut plain
+                }
+            };
+            if out.len() >= PART {
+                let part = Bytes::from(std::mem::replace(out, Vec::with_capacity(PART)));
+                sent.fetch_add(part.len() as u64, Ordering::Relaxed);
+                if !send(Ok(part)) {
+                    return Ok(());
+                }
             }
         }
-    }
-    let rest = match enc {
-        Some(e) => e.finish().at(&path)?,
-        None => plain,
-    };
-    if total != size || Hash::from(hasher.finalize()) != h {
-        let err = if total != size {
-            Error::ObjectSize {
-                hash: h,
-                expected: size,
-                found: total,
-            }
-        } else {
-            Error::CorruptObject(h)
+        let rest = match enc {
+            Some(e) => e.finish().at(&path)?,
+            None => plain,
         };
-        send(Err(err.into()));
-        return Ok(());
+        if total != size || Hash::from(hasher.finalize()) != h {
+            let err = if total != size {
+                Error::ObjectSize {
+                    hash: h,
+                    expected: size,
+                    found: total,
+                }
+            } else {
+                Error::CorruptObject(h)
+            };
+            send(Err(err.into()));
+            return Ok(());
+        }
+        sent.fetch_add(rest.len() as u64, Ordering::Relaxed);
+        verified.store(true, Ordering::SeqCst);
+        send(Ok(Bytes::from(rest)));
+        Ok(())
     }
-    sent.fetch_add(rest.len() as u64, Ordering::Relaxed);
-    send(Ok(Bytes::from(rest)));
-    Ok(())
 }
 
 fn join_error(client: &Client, e: tokio::task::JoinError) -> RemoteError {

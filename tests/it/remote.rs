@@ -717,3 +717,40 @@ fn a_container_moves_between_stores_with_its_changes() {
         assert!(e.contains("already exists"), "{e}");
     }
 }
+
+#[test]
+fn a_damaged_local_object_is_never_sent() {
+    let g = Garage::start();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Above the whole-object limit (sent in parts) and below it.
+    let (big, small) = (noise(8, 24 << 20), noise(9, 5000));
+    fs::write(src.join("big"), &big).unwrap();
+    fs::write(src.join("small"), &small).unwrap();
+    let (_a, a) = node(&g, Some((&src, "dmg")));
+    // Each case to its own prefix: what the other case sent is not there.
+    for (remote, data) in [("r0", &big), ("r1", &small)] {
+        g.add_remote(&a, remote, remote);
+        let h = blake3::hash(data).to_hex().to_string();
+        let obj = a.join("objects").join(&h[..2]).join(&h[2..]);
+        let mut bytes = fs::read(&obj).unwrap();
+        bytes[1000] ^= 0xff;
+        fs::write(&obj, &bytes).unwrap();
+        let e = vzr_err(&a, &["push", "dmg", remote]);
+        assert!(e.contains(&h) && e.contains("corrupt"), "{e}");
+        assert!(
+            !g.keys(&format!("{remote}/objects/"))
+                .iter()
+                .any(|k| k.contains(&h)),
+            "a damaged object was sent"
+        );
+        assert!(g.keys(&format!("{remote}/templates/")).is_empty());
+        // Repaired, it goes.
+        fs::write(&obj, data).unwrap();
+    }
+    vzr_ok(&a, &["push", "dmg", "fleet"]);
+    let (_b, b) = node(&g, None);
+    vzr_ok(&b, &["pull", "dmg", "fleet"]);
+    verify_clean(&b);
+}
