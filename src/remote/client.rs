@@ -242,6 +242,39 @@ impl Client {
             .collect())
     }
 
+    /// The objects under folder `rel` whose keys sort after `after` and
+    /// before `before` (all of the rest when `None`): one listing that starts
+    /// at `after` (S3 `start-after`) and stops reading pages at `before`, so
+    /// parallel ranges split a large folder.
+    pub async fn list_range(
+        &self,
+        rel: &str,
+        after: &str,
+        before: Option<&str>,
+    ) -> Result<Vec<Listed>> {
+        use futures::StreamExt;
+        let prefix = self.key(rel.trim_end_matches('/'));
+        let offset = self.key(after);
+        let end = before.map(|b| format!("{}{b}", self.prefix));
+        let mut stream = self.s3.list_with_offset(Some(&prefix), &offset);
+        let mut out = Vec::new();
+        while let Some(m) = stream.next().await {
+            let m = m.map_err(|e| self.error("LIST", rel, e))?;
+            let full = m.location.to_string();
+            if end.as_deref().is_some_and(|e| full.as_str() >= e) {
+                break;
+            }
+            if let Some(key) = full.strip_prefix(&self.prefix) {
+                out.push(Listed {
+                    key: key.to_string(),
+                    size: m.size,
+                    modified: m.last_modified.timestamp(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Remove the object at `rel` (absent is fine).
     pub async fn delete(&self, rel: &str) -> Result<()> {
         match self.s3.delete(&self.key(rel)).await {

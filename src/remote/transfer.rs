@@ -58,16 +58,35 @@ pub struct RemoteObject {
     pub stored_size: u64,
 }
 
-/// Which of `hashes` the remote holds.
+/// Which of `hashes` the remote holds. Few objects: the fan-out folders
+/// they fall in are listed; many (spread over more than 16 folders): the
+/// `objects/` listing is read in up to 16 ranges at once, by the first hex
+/// digit of the hash (some 16 requests for ten thousand objects, not 256).
 pub async fn index(client: &Client, hashes: &[Hash]) -> Result<HashMap<Hash, RemoteObject>> {
     let mut folders: Vec<u8> = hashes.iter().map(|h| h.0[0]).collect();
     folders.sort_unstable();
     folders.dedup();
-    let lists: Vec<Vec<crate::remote::client::Listed>> = futures::stream::iter(folders)
-        .map(|b| async move { client.list(&layout::object_folder(b)).await })
-        .buffer_unordered(PARALLEL)
-        .try_collect()
-        .await?;
+    let lists: Vec<Vec<crate::remote::client::Listed>> = if folders.len() <= 16 {
+        futures::stream::iter(folders)
+            .map(|b| async move { client.list(&layout::object_folder(b)).await })
+            .buffer_unordered(PARALLEL)
+            .try_collect()
+            .await?
+    } else {
+        let mut digits: Vec<u8> = folders.iter().map(|b| b >> 4).collect();
+        digits.dedup();
+        futures::stream::iter(digits)
+            .map(|d| async move {
+                let after = format!("objects/{d:x}");
+                let before = (d < 15).then(|| format!("objects/{:x}", d + 1));
+                client
+                    .list_range("objects/", &after, before.as_deref())
+                    .await
+            })
+            .buffer_unordered(PARALLEL)
+            .try_collect()
+            .await?
+    };
     let mut out = HashMap::new();
     for l in lists.into_iter().flatten() {
         if let Some((h, compressed)) = layout::parse_object_key(&l.key) {
@@ -743,6 +762,39 @@ mod tests {
         assert!(e.to_string().contains("more than"), "{e}");
         let e = written(12, false, b"eleven byte").expect_err("short");
         assert!(e.to_string().contains("11 bytes"), "{e}");
+    }
+
+    #[test]
+    fn index_finds_what_the_remote_holds_by_folder_or_by_range() {
+        let c = Client::over(
+            "mem",
+            "memory",
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+            "p",
+        )
+        .expect("client");
+        let held: Vec<Hash> = (0..400u32).map(|i| Hash::of(&i.to_le_bytes())).collect();
+        let absent: Vec<Hash> = (400..450u32).map(|i| Hash::of(&i.to_le_bytes())).collect();
+        c.block_on(async {
+            for (i, h) in held.iter().enumerate() {
+                let key = layout::object_key(h, i % 2 == 0);
+                c.put(&key, Bytes::from(vec![0u8; i])).await?;
+            }
+            // Many folders: read by ranges.
+            let all: Vec<Hash> = held.iter().chain(&absent).copied().collect();
+            let found = index(&c, &all).await?;
+            assert_eq!(found.len(), held.len());
+            for (i, h) in held.iter().enumerate() {
+                let o = found[h];
+                assert_eq!((o.compressed, o.stored_size), (i % 2 == 0, i as u64));
+            }
+            // Few: by folder.
+            let few = [held[7], absent[0]];
+            let found = index(&c, &few).await?;
+            assert!(found.contains_key(&held[7]) && !found.contains_key(&absent[0]));
+            Ok::<_, RemoteError>(())
+        })
+        .expect("index");
     }
 
     #[test]
