@@ -10,7 +10,11 @@ fn main() -> ExitCode {
     let _failpoints = fail::FailScenario::setup();
     // A daemon's log is its stderr (a file): bounded, whatever the requests.
     let daemon = std::env::args().any(|a| a == "--foreground");
-    if !daemon {
+    // Commands that talk to a remote keep SIGPIPE ignored: a connection the
+    // server drops must be an error that is retried or reported, not a
+    // silent death (vectored socket writes raise it).
+    let remote = matches!(subcommand().as_deref(), Some("push" | "pull" | "remote"));
+    if !daemon && !remote {
         vzstore::store::restore_default_sigpipe();
     }
     let mut log =
@@ -28,4 +32,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The subcommand word of the command line (the first argument that is not
+/// an option, skipping the value of `--store`).
+fn subcommand() -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--store" {
+            args.next();
+        } else if !a.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
 }

@@ -151,15 +151,26 @@ pub(crate) async fn send_template(
             h.pushed_by, h.source
         ),
     };
-    // By the invariant (documents last), a document means all its objects.
-    if let Some((h, _)) = remote_template(remote, name, version).await? {
-        return if h.digest == local.header.digest {
-            Ok(None)
-        } else {
-            Err(conflict(&h))
-        };
-    }
+    // A document means its objects were all sent (documents last); one lost
+    // since (a damaged bucket, a hand at work) is found by the listing, a few
+    // requests, and sent again below.
     let c = &remote.client;
+    if let Some((h, _)) = remote_template(remote, name, version).await? {
+        if h.digest != local.header.digest {
+            return Err(conflict(&h));
+        }
+        let wanted = transfer::dedup_wanted(local.manifest.objects());
+        let hashes: Vec<Hash> = wanted.iter().map(|(h, _)| *h).collect();
+        let present = transfer::index(c, &hashes).await?;
+        if hashes.iter().all(|h| present.contains_key(h)) {
+            return Ok(None);
+        }
+        log::warn!(
+            "remote {}: {label} lacks {} of its objects; sending them again",
+            remote.record.name,
+            hashes.iter().filter(|h| !present.contains_key(h)).count()
+        );
+    }
     let lease = Lease::take(c, LeaseKind::Push).await?;
     let sent = async {
         remote.ensure_format().await?;

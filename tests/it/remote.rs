@@ -308,6 +308,13 @@ fn a_remote_document_naming_a_missing_object_is_refused_before_anything_moves() 
     assert!(e.contains("does not hold"), "{e}");
     let e = vzr_err(&b, &["pull", "fx", "fleet", "--lazy"]);
     assert!(e.contains("does not hold"), "{e}");
+    // As the message says: a push from a node that has it repairs the remote.
+    let fixed = json(&vzr_ok(&a, &["push", "fx", "fleet", "--json"]));
+    assert_eq!(fixed["objects_moved"], 1, "{fixed}");
+    vzr_ok(&b, &["pull", "fx", "fleet"]);
+    verify_clean(&b);
+    vz_ok(&b, &["templates", "rm", "fx@1"]);
+    vz_ok(&b, &["gc"]);
     assert_eq!(object_count(&b), 0);
     assert_eq!(template_count(&b), 0);
     verify_clean(&b);
