@@ -24,8 +24,8 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust with
 # server the remote tests and benchmark run against (tools/garage.sh starts
 # it), built once per machine and cached in /var/cache/vzstore/garage. Only
 # the features a single test node uses (sqlite metadata, bundled libsodium),
-# at opt-level 2: about a third less to compile than the default install (the
-# full build took 9 to 27 minutes here, depending on what else ran). Its build
+# at opt-level 2; this build took 15 minutes on an idle 2-core machine here
+# (.ci/run overlaps it with clippy and the test build). Its build
 # folder is removed afterwards (0.8 GB). One build at a time (flock).
 garage_root=/var/cache/vzstore/garage
 if [[ ${1:-} == --garage ]]; then
